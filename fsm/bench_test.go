@@ -1,0 +1,124 @@
+package fsm
+
+import (
+	"bytes"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+)
+
+// benchSetup builds a merchant with one push group of n online agents with
+// limit 5 and returns the harness.
+func benchSetup(b *testing.B, agents int) *harness {
+	h := newHarness(b)
+	h.basic(0, 0)
+	for i := 0; i < agents; i++ {
+		h.agent("m1", "a"+strconv.Itoa(i), 5, "g1")
+	}
+	return h
+}
+
+func encodeEntry(b *testing.B, cmds ...*pb.Command) []byte {
+	data, err := proto.Marshal(&pb.Entry{Version: EntryVersion, Commands: cmds})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// BenchmarkApplyConsultEnd: one consult then one end per iteration, each an
+// encoded log entry applied through Apply (decode + apply). Commands are
+// encoded ahead in chunks with the timer stopped. Reports commands/s.
+func BenchmarkApplyConsultEnd(b *testing.B) {
+	for _, n := range []int{5, 50, 500, 5000} {
+		b.Run("agents="+strconv.Itoa(n), func(b *testing.B) {
+			h := benchSetup(b, n)
+			// Encode every entry first into one pointer-free buffer, so the
+			// timed loop (and the GC) sees only what Apply does.
+			var blob []byte
+			offs := make([]int, 0, 2*b.N+1)
+			base := h.index
+			for i := 0; i < b.N; i++ {
+				h.now++
+				h.index++
+				consult := h.cmd(&pb.Consult{MerchantId: "m1", BuyerId: "b" + strconv.Itoa(i), QuestionType: "order"})
+				offs = append(offs, len(blob))
+				blob = append(blob, encodeEntry(b, consult)...)
+				sid := "1-" + strconv.FormatUint(h.index, 10) + "-0"
+				h.index++
+				end := h.cmd(&pb.End{MerchantId: "m1", SessionId: sid, Reason: pb.EndReason_END_REASON_AGENT_ENDED})
+				offs = append(offs, len(blob))
+				blob = append(blob, encodeEntry(b, end)...)
+			}
+			offs = append(offs, len(blob))
+			runtime.GC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < 2*b.N; i++ {
+				l := raft.Log{Index: base + uint64(i) + 1, Type: raft.LogCommand, Data: blob[offs[i]:offs[i+1]]}
+				res := h.f.Apply(&l).([]*pb.Result)
+				if res[0].Error != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
+					b.Fatalf("entry %d: %v", l.Index, ResultError(res[0]))
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "cmds/s")
+		})
+	}
+}
+
+// BenchmarkSnapshotRestore: a shard with 100,000 open sessions (assigned
+// and queued) is snapshotted and restored; reports bytes and time of each.
+func BenchmarkSnapshotRestore(b *testing.B) {
+	const sessions = 100_000
+	h := newHarness(b)
+	h.merchant("m1", nil)
+	h.group("m1", "g1", pb.GroupMode_GROUP_MODE_PUSH)
+	h.merchant("m1", &pb.MerchantSettings{QueueEnabled: true, MaxQueueLength: MaxQueueLength, DefaultGroupId: "g1", IdleTimeoutMs: 600_000, MaxWaitMs: 600_000})
+	for i := 0; i < 1000; i++ {
+		h.agent("m1", "a"+strconv.Itoa(i), 50, "g1")
+	}
+	cmds := make([]*pb.Command, 0, 1000)
+	for i := 0; i < sessions; i++ {
+		cmds = append(cmds, h.cmd(&pb.Consult{MerchantId: "m1", BuyerId: "b" + strconv.Itoa(i), UserLevel: uint32(i % 4)}))
+		if len(cmds) == cap(cmds) {
+			h.apply(cmds...)
+			cmds = cmds[:0]
+		}
+	}
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	b.ResetTimer()
+	var snapNs, restoreNs int64
+	for i := 0; i < b.N; i++ {
+		buf.Reset()
+		start := nowNs()
+		snap, err := h.f.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		data := snap.(*snapshot).data
+		snapNs += nowNs() - start
+		start = nowNs()
+		g := New(Config{Shard: 1})
+		if err := g.ReadSnapshot(bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+		restoreNs += nowNs() - start
+		buf.Write(data)
+	}
+	b.ReportMetric(float64(buf.Len()), "bytes")
+	b.ReportMetric(float64(snapNs)/float64(b.N)/1e6, "snapshot-ms")
+	b.ReportMetric(float64(restoreNs)/float64(b.N)/1e6, "restore-ms")
+	if st, _ := h.f.Stats("m1"); st.Assigned+st.Queued != sessions {
+		b.Fatalf("expected %d open sessions, have %d", sessions, st.Assigned+st.Queued)
+	}
+}
+
+func nowNs() int64 { return time.Now().UnixNano() }

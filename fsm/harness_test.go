@@ -1,0 +1,155 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"testing"
+
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+)
+
+// harness drives an FSM without Raft: each do() is one log entry with one
+// command, stamped with the harness clock.
+type harness struct {
+	t     testing.TB
+	f     *FSM
+	index uint64
+	now   int64
+	reqs  int
+}
+
+func newHarness(t testing.TB) *harness {
+	return &harness{t: t, f: New(Config{Shard: 1}), now: 1_000_000}
+}
+
+// cmd wraps a body into a command with a fresh request id.
+func (h *harness) cmd(body any) *pb.Command {
+	h.reqs++
+	c := &pb.Command{RequestId: "r" + strconv.Itoa(h.reqs), TimeUnixMs: h.now}
+	switch b := body.(type) {
+	case *pb.UpsertMerchant:
+		c.Body = &pb.Command_UpsertMerchant{UpsertMerchant: b}
+	case *pb.DeleteMerchant:
+		c.Body = &pb.Command_DeleteMerchant{DeleteMerchant: b}
+	case *pb.UpsertGroup:
+		c.Body = &pb.Command_UpsertGroup{UpsertGroup: b}
+	case *pb.DeleteGroup:
+		c.Body = &pb.Command_DeleteGroup{DeleteGroup: b}
+	case *pb.UpsertAgent:
+		c.Body = &pb.Command_UpsertAgent{UpsertAgent: b}
+	case *pb.DeleteAgent:
+		c.Body = &pb.Command_DeleteAgent{DeleteAgent: b}
+	case *pb.SetAgentStatus:
+		c.Body = &pb.Command_SetAgentStatus{SetAgentStatus: b}
+	case *pb.Consult:
+		c.Body = &pb.Command_Consult{Consult: b}
+	case *pb.Escalate:
+		c.Body = &pb.Command_Escalate{Escalate: b}
+	case *pb.Transfer:
+		c.Body = &pb.Command_Transfer{Transfer: b}
+	case *pb.End:
+		c.Body = &pb.Command_End{End: b}
+	case *pb.FirstReply:
+		c.Body = &pb.Command_FirstReply{FirstReply: b}
+	case *pb.PullNext:
+		c.Body = &pb.Command_PullNext{PullNext: b}
+	case *pb.Tick:
+		c.Body = &pb.Command_Tick{Tick: b}
+	default:
+		h.t.Fatalf("harness: unknown body %T", body)
+	}
+	return c
+}
+
+// apply applies commands as one log entry.
+func (h *harness) apply(cmds ...*pb.Command) []*pb.Result {
+	h.t.Helper()
+	h.index++
+	return h.f.ApplyEntry(h.index, &pb.Entry{Version: EntryVersion, Commands: cmds})
+}
+
+// do applies one body and returns its result.
+func (h *harness) do(body any) *pb.Result {
+	h.t.Helper()
+	return h.apply(h.cmd(body))[0]
+}
+
+// ok applies one body and fails the test if it returned an error.
+func (h *harness) ok(body any) *pb.Result {
+	h.t.Helper()
+	r := h.do(body)
+	if err := ResultError(r); err != nil {
+		h.t.Fatalf("%T: unexpected error: %v", body, err)
+	}
+	return r
+}
+
+// fails applies one body, expects the sentinel and field, and checks that
+// the state did not change.
+func (h *harness) fails(body any, want error, field string) {
+	h.t.Helper()
+	before := h.snapshot()
+	r := h.do(body)
+	err := ResultError(r)
+	if !errors.Is(err, want) {
+		h.t.Fatalf("%T: got error %v, want %v", body, err, want)
+	}
+	var fe *Error
+	if errors.As(err, &fe) && fe.Field != field {
+		h.t.Fatalf("%T: error names field %q, want %q (%v)", body, fe.Field, field, err)
+	}
+	if after := h.snapshot(); !bytes.Equal(before, after) {
+		h.t.Fatalf("%T: failed command changed the state", body)
+	}
+}
+
+func (h *harness) snapshot() []byte {
+	h.t.Helper()
+	var buf bytes.Buffer
+	if err := h.f.WriteSnapshot(&buf); err != nil {
+		h.t.Fatalf("snapshot: %v", err)
+	}
+	return buf.Bytes()
+}
+
+func (h *harness) advance(ms int64) { h.now += ms }
+
+func (h *harness) tick() *pb.Result { return h.ok(&pb.Tick{}) }
+
+// setup creates merchant m with settings, groups and online agents.
+func (h *harness) merchant(id string, s *pb.MerchantSettings) {
+	h.t.Helper()
+	h.ok(&pb.UpsertMerchant{MerchantId: id, Settings: s})
+}
+
+func (h *harness) group(m, g string, mode pb.GroupMode) {
+	h.t.Helper()
+	h.ok(&pb.UpsertGroup{MerchantId: m, GroupId: g, Mode: mode})
+}
+
+func (h *harness) agent(m, a string, limit uint32, groups ...string) {
+	h.t.Helper()
+	var gs []*pb.AgentGroup
+	for _, g := range groups {
+		gs = append(gs, &pb.AgentGroup{GroupId: g, Skill: 50})
+	}
+	h.ok(&pb.UpsertAgent{MerchantId: m, AgentId: a, Limit: limit, Groups: gs})
+	h.ok(&pb.SetAgentStatus{MerchantId: m, AgentId: a, Status: pb.AgentStatus_AGENT_STATUS_ONLINE})
+}
+
+func (h *harness) consult(m, buyer string) *pb.Result {
+	h.t.Helper()
+	return h.ok(&pb.Consult{MerchantId: m, BuyerId: buyer})
+}
+
+// basic: merchant m1, push group g1 as default, queue on.
+func (h *harness) basic(agents int, limit uint32) {
+	h.t.Helper()
+	h.merchant("m1", nil)
+	h.group("m1", "g1", pb.GroupMode_GROUP_MODE_PUSH)
+	h.merchant("m1", &pb.MerchantSettings{QueueEnabled: true, DefaultGroupId: "g1"})
+	for i := 0; i < agents; i++ {
+		h.agent("m1", "a"+strconv.Itoa(i), limit, "g1")
+	}
+}

@@ -1,0 +1,267 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+)
+
+// SnapshotVersion is the snapshot format this package writes and reads.
+const SnapshotVersion = 1
+
+// maxRecordSize bounds one snapshot record when reading.
+const maxRecordSize = 64 << 20
+
+// snapshot is a serialized copy of the state, written out by Persist.
+type snapshot struct{ data []byte }
+
+// Snapshot serializes the whole state into memory under the apply lock and
+// returns; Persist only writes those bytes, so applies continue while the
+// snapshot is being stored. The format is a header record then typed
+// records (see snapshot.proto), each length-delimited, in a deterministic
+// order: two replicas with the same log produce byte-identical snapshots.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	var buf bytes.Buffer
+	if err := f.WriteSnapshot(&buf); err != nil {
+		return nil, err
+	}
+	return &snapshot{data: buf.Bytes()}, nil
+}
+
+// Persist writes the snapshot to the sink, cancelling it on any error.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("fsm: write snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release drops the snapshot's bytes.
+func (s *snapshot) Release() { s.data = nil }
+
+// WriteSnapshot writes the state to w in the snapshot format.
+func (f *FSM) WriteSnapshot(w io.Writer) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	bw := bufio.NewWriter(w)
+	opts := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
+	put := func(r *pb.SnapshotRecord) error {
+		_, err := opts.MarshalTo(bw, r)
+		return err
+	}
+	hdr := &pb.SnapshotHeader{Version: SnapshotVersion, Shard: f.cfg.Shard, NowMs: f.now,
+		QueueSeq: f.queueSeq, EventSeq: f.eventSeq, LastIndex: f.lastIndex}
+	if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Header{Header: hdr}}); err != nil {
+		return err
+	}
+	for _, mid := range sortedKeys(f.merchants) {
+		m := f.merchants[mid]
+		rec := &pb.MerchantRecord{MerchantId: m.id, Settings: m.settings, Stats: m.stats}
+		for _, gid := range sortedKeys(m.groups) {
+			rec.Groups = append(rec.Groups, m.groups[gid].cfg)
+		}
+		for _, aid := range sortedKeys(m.agents) {
+			a := m.agents[aid]
+			rec.Agents = append(rec.Agents, &pb.AgentRecord{Config: a.cfg, Status: a.status})
+		}
+		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Merchant{Merchant: rec}}); err != nil {
+			return err
+		}
+		for _, sid := range sortedKeys(m.sessions) {
+			if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Session{Session: &m.sessions[sid].Session}}); err != nil {
+				return err
+			}
+		}
+	}
+	for i := 0; i < f.endedRing.len(); i++ {
+		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Ended{Ended: &f.endedRing.at(i).Session}}); err != nil {
+			return err
+		}
+	}
+	err := f.dedup.each(func(k dedupKey, e dedupEntry, older bool) error {
+		return put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Dedup{Dedup: &pb.DedupRecord{
+			MerchantId: k.merchant, RequestId: k.request, TimeMs: e.timeMs, Result: e.result, Older: older}}})
+	})
+	if err != nil {
+		return err
+	}
+	for i := 0; i < f.events.len(); i++ {
+		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Event{Event: f.events.at(i).proto()}}); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// Restore replaces the whole state with a snapshot's; what the FSM held
+// before is discarded. On error the FSM is left empty.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.ReadSnapshot(rc)
+}
+
+// ReadSnapshot replaces the state with the snapshot read from r.
+func (f *FSM) ReadSnapshot(r io.Reader) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reset()
+	if err := f.readSnapshot(bufio.NewReaderSize(r, 1<<16)); err != nil {
+		f.reset()
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	close(f.notify)
+	f.notify = make(chan struct{})
+	return nil
+}
+
+func (f *FSM) readSnapshot(br *bufio.Reader) error {
+	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
+	var m *merchant
+	first := true
+	for {
+		rec := &pb.SnapshotRecord{}
+		err := opts.UnmarshalFrom(br, rec)
+		if errors.Is(err, io.EOF) {
+			if first {
+				return errors.New("empty snapshot")
+			}
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if first {
+			h := rec.GetHeader()
+			if h == nil {
+				return errors.New("snapshot does not start with a header")
+			}
+			if h.Version != SnapshotVersion {
+				return fmt.Errorf("snapshot version %d; this build reads %d", h.Version, SnapshotVersion)
+			}
+			f.now, f.queueSeq, f.eventSeq, f.lastIndex = h.NowMs, h.QueueSeq, h.EventSeq, h.LastIndex
+			first = false
+			continue
+		}
+		switch r := rec.Record.(type) {
+		case *pb.SnapshotRecord_Merchant:
+			for _, ar := range r.Merchant.Agents {
+				if ar.Config == nil {
+					return fmt.Errorf("merchant %q: agent record without a configuration", r.Merchant.MerchantId)
+				}
+			}
+			m = f.restoreMerchant(r.Merchant)
+		case *pb.SnapshotRecord_Session:
+			if m == nil || r.Session.MerchantId != m.id {
+				return fmt.Errorf("session %q out of place", r.Session.SessionId)
+			}
+			if err := f.restoreSession(m, r.Session); err != nil {
+				return err
+			}
+		case *pb.SnapshotRecord_Ended:
+			s := &session{}
+			proto.Merge(&s.Session, r.Ended)
+			f.endedRing.push(s)
+			if om := f.merchants[s.MerchantId]; om != nil {
+				om.ended[s.SessionId] = s
+			}
+		case *pb.SnapshotRecord_Dedup:
+			gen := &f.dedup.cur
+			if r.Dedup.Older {
+				gen = &f.dedup.old
+			}
+			gen.put(dedupKey{merchant: r.Dedup.MerchantId, request: r.Dedup.RequestId}, r.Dedup.TimeMs, r.Dedup.Result)
+		case *pb.SnapshotRecord_Event:
+			f.events.push(eventFromProto(r.Event), f.cfg.MaxEvents)
+		default:
+			return fmt.Errorf("unknown snapshot record %T", rec.Record)
+		}
+	}
+	// Agents are indexed once their sessions (and so their loads) are back.
+	for _, mid := range sortedKeys(f.merchants) {
+		m := f.merchants[mid]
+		for _, gid := range sortedKeys(m.groups) {
+			m.rebuildIndexes(m.groups[gid])
+		}
+		for _, aid := range sortedKeys(m.agents) {
+			m.reindex(m.agents[aid])
+		}
+		if m.stats.Surge != pb.SurgeLevel_SURGE_LEVEL_NORMAL {
+			f.elevated[m.id] = true
+		}
+	}
+	return nil
+}
+
+func (f *FSM) restoreMerchant(r *pb.MerchantRecord) *merchant {
+	m := newMerchant(r.MerchantId)
+	m.settings = r.Settings
+	if m.settings == nil {
+		m.settings = &pb.MerchantSettings{}
+	}
+	m.w = effectiveWeights(m.settings.Weights)
+	if r.Stats != nil {
+		m.stats = r.Stats
+	}
+	for _, g := range r.Groups {
+		m.groups[g.GroupId] = newGroup(g)
+	}
+	for _, ar := range r.Agents {
+		a := &agent{id: ar.Config.AgentId, cfg: ar.Config, status: ar.Status,
+			groups: map[string]*pb.AgentGroup{}}
+		a.limit = a.cfg.Limit
+		if a.limit == 0 {
+			a.limit = m.defaultLimit()
+		}
+		for _, ag := range a.cfg.Groups {
+			a.groups[ag.GroupId] = ag
+			if g := m.groups[ag.GroupId]; g != nil {
+				g.members[a.id] = a
+			}
+		}
+		m.agents[a.id] = a
+	}
+	f.merchants[m.id] = m
+	return m
+}
+
+func (f *FSM) restoreSession(m *merchant, ps *pb.Session) error {
+	s := &session{}
+	proto.Merge(&s.Session, ps)
+	m.sessions[s.SessionId] = s
+	m.byBuyer[s.BuyerId] = s
+	if g := m.groups[s.GroupId]; g != nil {
+		g.active++
+	}
+	switch s.State {
+	case pb.SessionState_SESSION_STATE_QUEUED:
+		g := m.groups[s.GroupId]
+		if g == nil {
+			return fmt.Errorf("queued session %q in unknown group %q", s.SessionId, s.GroupId)
+		}
+		g.queue.ReplaceOrInsert(s)
+		if s.DeadlineMs > 0 {
+			f.waits.ReplaceOrInsert(timer{at: s.DeadlineMs, s: s})
+		}
+	case pb.SessionState_SESSION_STATE_ASSIGNED:
+		a := m.agents[s.AgentId]
+		if a == nil {
+			return fmt.Errorf("session %q assigned to unknown agent %q", s.SessionId, s.AgentId)
+		}
+		a.assigned.add(s)
+		a.load++
+	}
+	if m.settings.IdleTimeoutMs > 0 && (s.State == pb.SessionState_SESSION_STATE_BOT || s.State == pb.SessionState_SESSION_STATE_ASSIGNED) {
+		s.idleAt = s.LastActivityMs + m.settings.IdleTimeoutMs
+		f.idles.ReplaceOrInsert(timer{at: s.idleAt, s: s})
+	}
+	return nil
+}
