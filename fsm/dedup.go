@@ -13,7 +13,7 @@ import (
 // is cleared and reused, so a steady stream allocates nothing here); the
 // older generation is also dropped once its newest entry is older than the
 // time window. So a request id is remembered for at least
-// min(DedupWindowMs of log time, MaxDedup/2 later commands), and the table
+// min(DedupWindowMs of log time, MaxDedup/2 − 1 later commands), and the table
 // never holds more than MaxDedup entries.
 type dedupTable struct {
 	cur, old dedupGen

@@ -89,7 +89,7 @@ func (h *harness) ok(body any) *pb.Result {
 // the state did not change.
 func (h *harness) fails(body any, want error, field string) {
 	h.t.Helper()
-	before := h.snapshot()
+	before := stateBytes(h.t, h.f)
 	r := h.do(body)
 	err := ResultError(r)
 	if !errors.Is(err, want) {
@@ -99,7 +99,7 @@ func (h *harness) fails(body any, want error, field string) {
 	if errors.As(err, &fe) && fe.Field != field {
 		h.t.Fatalf("%T: error names field %q, want %q (%v)", body, fe.Field, field, err)
 	}
-	if after := h.snapshot(); !bytes.Equal(before, after) {
+	if after := stateBytes(h.t, h.f); !bytes.Equal(before, after) {
 		h.t.Fatalf("%T: failed command changed the state", body)
 	}
 }

@@ -54,7 +54,9 @@ func (f *FSM) WriteSnapshot(w io.Writer) error {
 	defer f.mu.RUnlock()
 	bw := bufio.NewWriter(w)
 	opts := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
+	var records uint64
 	put := func(r *pb.SnapshotRecord) error {
+		records++
 		_, err := opts.MarshalTo(bw, r)
 		return err
 	}
@@ -99,6 +101,9 @@ func (f *FSM) WriteSnapshot(w io.Writer) error {
 			return err
 		}
 	}
+	if _, err := opts.MarshalTo(bw, &pb.SnapshotRecord{Record: &pb.SnapshotRecord_End{End: &pb.SnapshotEnd{Records: records}}}); err != nil {
+		return err
+	}
 	return bw.Flush()
 }
 
@@ -127,6 +132,7 @@ func (f *FSM) readSnapshot(br *bufio.Reader) error {
 	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
 	var m *merchant
 	first := true
+	var records uint64
 	for {
 		rec := &pb.SnapshotRecord{}
 		err := opts.UnmarshalFrom(br, rec)
@@ -134,11 +140,21 @@ func (f *FSM) readSnapshot(br *bufio.Reader) error {
 			if first {
 				return errors.New("empty snapshot")
 			}
-			break
+			return errors.New("snapshot cut short: no end record")
 		}
 		if err != nil {
 			return err
 		}
+		if end := rec.GetEnd(); end != nil {
+			if end.Records != records {
+				return fmt.Errorf("snapshot has %d records, its end record says %d", records, end.Records)
+			}
+			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+				return errors.New("data after the snapshot's end record")
+			}
+			break
+		}
+		records++
 		if first {
 			h := rec.GetHeader()
 			if h == nil {

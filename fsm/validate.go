@@ -243,3 +243,13 @@ func validateConsult(c *pb.Consult) *Error {
 	}
 	return nil
 }
+
+// Validate checks a command's shape as Apply will, so that a service can
+// refuse a malformed request before proposing it. It returns an *Error
+// (ErrInvalid or ErrUnknownCommand) or nil.
+func Validate(c *pb.Command) error {
+	if e := validate(c); e != nil {
+		return e
+	}
+	return nil
+}

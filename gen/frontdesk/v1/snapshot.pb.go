@@ -324,6 +324,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Ended
 	//	*SnapshotRecord_Dedup
 	//	*SnapshotRecord_Event
+	//	*SnapshotRecord_End
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -420,6 +421,15 @@ func (x *SnapshotRecord) GetEvent() *Event {
 	return nil
 }
 
+func (x *SnapshotRecord) GetEnd() *SnapshotEnd {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -450,6 +460,11 @@ type SnapshotRecord_Event struct {
 	Event *Event `protobuf:"bytes,6,opt,name=event,proto3,oneof"`
 }
 
+type SnapshotRecord_End struct {
+	// end closes the snapshot; a snapshot without it was cut short.
+	End *SnapshotEnd `protobuf:"bytes,7,opt,name=end,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Header) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Merchant) isSnapshotRecord_Record() {}
@@ -461,6 +476,53 @@ func (*SnapshotRecord_Ended) isSnapshotRecord_Record() {}
 func (*SnapshotRecord_Dedup) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Event) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_End) isSnapshotRecord_Record() {}
+
+type SnapshotEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// records written before this one, the header included.
+	Records       uint64 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotEnd) Reset() {
+	*x = SnapshotEnd{}
+	mi := &file_frontdesk_v1_snapshot_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotEnd) ProtoMessage() {}
+
+func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_frontdesk_v1_snapshot_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotEnd.ProtoReflect.Descriptor instead.
+func (*SnapshotEnd) Descriptor() ([]byte, []int) {
+	return file_frontdesk_v1_snapshot_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SnapshotEnd) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
 
 var File_frontdesk_v1_snapshot_proto protoreflect.FileDescriptor
 
@@ -492,15 +554,18 @@ const file_frontdesk_v1_snapshot_proto_rawDesc = "" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12\x17\n" +
 	"\atime_ms\x18\x03 \x01(\x03R\x06timeMs\x12,\n" +
 	"\x06result\x18\x04 \x01(\v2\x14.frontdesk.v1.ResultR\x06result\x12\x14\n" +
-	"\x05older\x18\x05 \x01(\bR\x05older\"\xd0\x02\n" +
+	"\x05older\x18\x05 \x01(\bR\x05older\"\xff\x02\n" +
 	"\x0eSnapshotRecord\x126\n" +
 	"\x06header\x18\x01 \x01(\v2\x1c.frontdesk.v1.SnapshotHeaderH\x00R\x06header\x12:\n" +
 	"\bmerchant\x18\x02 \x01(\v2\x1c.frontdesk.v1.MerchantRecordH\x00R\bmerchant\x121\n" +
 	"\asession\x18\x03 \x01(\v2\x15.frontdesk.v1.SessionH\x00R\asession\x12-\n" +
 	"\x05ended\x18\x04 \x01(\v2\x15.frontdesk.v1.SessionH\x00R\x05ended\x121\n" +
 	"\x05dedup\x18\x05 \x01(\v2\x19.frontdesk.v1.DedupRecordH\x00R\x05dedup\x12+\n" +
-	"\x05event\x18\x06 \x01(\v2\x13.frontdesk.v1.EventH\x00R\x05eventB\b\n" +
-	"\x06recordB?Z=github.com/frontdeskhq/frontdesk/gen/frontdesk/v1;frontdeskv1b\x06proto3"
+	"\x05event\x18\x06 \x01(\v2\x13.frontdesk.v1.EventH\x00R\x05event\x12-\n" +
+	"\x03end\x18\a \x01(\v2\x19.frontdesk.v1.SnapshotEndH\x00R\x03endB\b\n" +
+	"\x06record\"'\n" +
+	"\vSnapshotEnd\x12\x18\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecordsB?Z=github.com/frontdeskhq/frontdesk/gen/frontdesk/v1;frontdeskv1b\x06proto3"
 
 var (
 	file_frontdesk_v1_snapshot_proto_rawDescOnce sync.Once
@@ -514,41 +579,43 @@ func file_frontdesk_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_frontdesk_v1_snapshot_proto_rawDescData
 }
 
-var file_frontdesk_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_frontdesk_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_frontdesk_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotHeader)(nil),   // 0: frontdesk.v1.SnapshotHeader
 	(*AgentRecord)(nil),      // 1: frontdesk.v1.AgentRecord
 	(*MerchantRecord)(nil),   // 2: frontdesk.v1.MerchantRecord
 	(*DedupRecord)(nil),      // 3: frontdesk.v1.DedupRecord
 	(*SnapshotRecord)(nil),   // 4: frontdesk.v1.SnapshotRecord
-	(*UpsertAgent)(nil),      // 5: frontdesk.v1.UpsertAgent
-	(AgentStatus)(0),         // 6: frontdesk.v1.AgentStatus
-	(*MerchantSettings)(nil), // 7: frontdesk.v1.MerchantSettings
-	(*UpsertGroup)(nil),      // 8: frontdesk.v1.UpsertGroup
-	(*MerchantStats)(nil),    // 9: frontdesk.v1.MerchantStats
-	(*Result)(nil),           // 10: frontdesk.v1.Result
-	(*Session)(nil),          // 11: frontdesk.v1.Session
-	(*Event)(nil),            // 12: frontdesk.v1.Event
+	(*SnapshotEnd)(nil),      // 5: frontdesk.v1.SnapshotEnd
+	(*UpsertAgent)(nil),      // 6: frontdesk.v1.UpsertAgent
+	(AgentStatus)(0),         // 7: frontdesk.v1.AgentStatus
+	(*MerchantSettings)(nil), // 8: frontdesk.v1.MerchantSettings
+	(*UpsertGroup)(nil),      // 9: frontdesk.v1.UpsertGroup
+	(*MerchantStats)(nil),    // 10: frontdesk.v1.MerchantStats
+	(*Result)(nil),           // 11: frontdesk.v1.Result
+	(*Session)(nil),          // 12: frontdesk.v1.Session
+	(*Event)(nil),            // 13: frontdesk.v1.Event
 }
 var file_frontdesk_v1_snapshot_proto_depIdxs = []int32{
-	5,  // 0: frontdesk.v1.AgentRecord.config:type_name -> frontdesk.v1.UpsertAgent
-	6,  // 1: frontdesk.v1.AgentRecord.status:type_name -> frontdesk.v1.AgentStatus
-	7,  // 2: frontdesk.v1.MerchantRecord.settings:type_name -> frontdesk.v1.MerchantSettings
-	8,  // 3: frontdesk.v1.MerchantRecord.groups:type_name -> frontdesk.v1.UpsertGroup
+	6,  // 0: frontdesk.v1.AgentRecord.config:type_name -> frontdesk.v1.UpsertAgent
+	7,  // 1: frontdesk.v1.AgentRecord.status:type_name -> frontdesk.v1.AgentStatus
+	8,  // 2: frontdesk.v1.MerchantRecord.settings:type_name -> frontdesk.v1.MerchantSettings
+	9,  // 3: frontdesk.v1.MerchantRecord.groups:type_name -> frontdesk.v1.UpsertGroup
 	1,  // 4: frontdesk.v1.MerchantRecord.agents:type_name -> frontdesk.v1.AgentRecord
-	9,  // 5: frontdesk.v1.MerchantRecord.stats:type_name -> frontdesk.v1.MerchantStats
-	10, // 6: frontdesk.v1.DedupRecord.result:type_name -> frontdesk.v1.Result
+	10, // 5: frontdesk.v1.MerchantRecord.stats:type_name -> frontdesk.v1.MerchantStats
+	11, // 6: frontdesk.v1.DedupRecord.result:type_name -> frontdesk.v1.Result
 	0,  // 7: frontdesk.v1.SnapshotRecord.header:type_name -> frontdesk.v1.SnapshotHeader
 	2,  // 8: frontdesk.v1.SnapshotRecord.merchant:type_name -> frontdesk.v1.MerchantRecord
-	11, // 9: frontdesk.v1.SnapshotRecord.session:type_name -> frontdesk.v1.Session
-	11, // 10: frontdesk.v1.SnapshotRecord.ended:type_name -> frontdesk.v1.Session
+	12, // 9: frontdesk.v1.SnapshotRecord.session:type_name -> frontdesk.v1.Session
+	12, // 10: frontdesk.v1.SnapshotRecord.ended:type_name -> frontdesk.v1.Session
 	3,  // 11: frontdesk.v1.SnapshotRecord.dedup:type_name -> frontdesk.v1.DedupRecord
-	12, // 12: frontdesk.v1.SnapshotRecord.event:type_name -> frontdesk.v1.Event
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	13, // 12: frontdesk.v1.SnapshotRecord.event:type_name -> frontdesk.v1.Event
+	5,  // 13: frontdesk.v1.SnapshotRecord.end:type_name -> frontdesk.v1.SnapshotEnd
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_frontdesk_v1_snapshot_proto_init() }
@@ -564,6 +631,7 @@ func file_frontdesk_v1_snapshot_proto_init() {
 		(*SnapshotRecord_Ended)(nil),
 		(*SnapshotRecord_Dedup)(nil),
 		(*SnapshotRecord_Event)(nil),
+		(*SnapshotRecord_End)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -571,7 +639,7 @@ func file_frontdesk_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_frontdesk_v1_snapshot_proto_rawDesc), len(file_frontdesk_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
