@@ -56,9 +56,13 @@ func (f *FSM) applyUpsertMerchant(c *pb.UpsertMerchant) (*pb.Result, *Error) {
 			m.rebuildIndexes(m.groups[gid])
 		}
 	}
-	if old.IdleTimeoutMs != settings.IdleTimeoutMs {
+	if old.IdleTimeoutMs != settings.IdleTimeoutMs || old.MaxWaitMs != settings.MaxWaitMs {
+		// Timers already running follow the new settings from when they
+		// started (last activity, time queued); nothing else changes.
 		for _, id := range sortedKeys(m.sessions) {
-			f.touch(m, m.sessions[id])
+			s := m.sessions[id]
+			f.armIdle(m, s)
+			f.armWait(m, s)
 		}
 	}
 	if old.DefaultLimit != settings.DefaultLimit {
@@ -70,6 +74,7 @@ func (f *FSM) applyUpsertMerchant(c *pb.UpsertMerchant) (*pb.Result, *Error) {
 		}
 	}
 	f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_MERCHANT_UPSERTED})
+	f.updateSurge(m) // a new baseline takes effect at once
 	return okResult(), nil
 }
 
@@ -272,6 +277,7 @@ func (f *FSM) requeueAgent(m *merchant, a *agent) map[string]bool {
 	groups := map[string]bool{}
 	for _, s := range a.assigned.sorted() {
 		f.release(m, s)
+		s.FirstReplyMs = 0 // the next agent's first reply is measured anew
 		g := m.groups[s.GroupId]
 		f.enqueue(m, g, s)
 		groups[g.id] = true

@@ -380,11 +380,22 @@ func checkGroups(m *merchant) error {
 				return fmt.Errorf("group %q index %q holds %d agents, %d members are eligible", gid, qt, len(seen), len(eligible))
 			}
 		}
-		// (f) the push invariant.
-		if !g.pull() && g.queue.Len() > 0 && len(eligible) > 0 {
-			head, _ := g.queue.Min()
-			return fmt.Errorf("push group %q has %d queued (head %q) while member agents %v are eligible",
-				gid, g.queue.Len(), head.SessionId, sortedKeys(eligible))
+		// (f) the push invariant: no queued buyer could be taken by an
+		// eligible member (other than one who transferred them away).
+		if !g.pull() && len(eligible) > 0 {
+			g.queue.Ascend(func(s *session) bool {
+				for id := range eligible {
+					if id != s.ExcludedAgentId {
+						bad = fmt.Errorf("push group %q has %s queued while member agent %q is eligible",
+							gid, s.SessionId, id)
+						return false
+					}
+				}
+				return true
+			})
+			if bad != nil {
+				return bad
+			}
 		}
 	}
 	return nil

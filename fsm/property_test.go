@@ -805,6 +805,7 @@ type queuedAt struct {
 	merchant, group string
 	key             int64
 	seq             uint64
+	excluded        string // an agent who may not take this buyer
 }
 
 func queuedBefore(f *FSM) map[string]queuedAt {
@@ -812,7 +813,7 @@ func queuedBefore(f *FSM) map[string]queuedAt {
 	for _, m := range f.merchants {
 		for _, g := range m.groups {
 			g.queue.Ascend(func(s *session) bool {
-				out[m.id+"/"+s.SessionId] = queuedAt{merchant: m.id, group: g.id, key: s.QueueKey, seq: s.QueueSeq}
+				out[m.id+"/"+s.SessionId] = queuedAt{merchant: m.id, group: g.id, key: s.QueueKey, seq: s.QueueSeq, excluded: s.ExcludedAgentId}
 				return true
 			})
 		}
@@ -861,7 +862,7 @@ func (p *propRun) checkQueueOrder(ge *genEntry, queued map[string]queuedAt, even
 			}
 			delete(waiting, k)
 			for ok2, o := range waiting {
-				if o.merchant == q.merchant && o.group == q.group && (o.key < q.key || (o.key == q.key && o.seq < q.seq)) {
+				if o.merchant == q.merchant && o.group == q.group && o.excluded != ev.AgentId && (o.key < q.key || (o.key == q.key && o.seq < q.seq)) {
 					p.fatalf("session %s was assigned from queue %s/%s (key %d seq %d) ahead of %s (key %d seq %d)",
 						k, q.merchant, q.group, q.key, q.seq, ok2, o.key, o.seq)
 				}
@@ -877,7 +878,7 @@ func (p *propRun) checkQueueOrder(ge *genEntry, queued map[string]queuedAt, even
 			pulled := puller != nil && puller.MerchantId == q.merchant && puller.AgentId == a.id
 			for ok2, o := range waiting {
 				og := m.groups[o.group]
-				if o.merchant != q.merchant || o.group == q.group || a.groups[o.group] == nil || og == nil || (og.pull() && !pulled) {
+				if o.merchant != q.merchant || o.group == q.group || a.groups[o.group] == nil || og == nil || (og.pull() && !pulled) || o.excluded == a.id {
 					continue
 				}
 				if o.key < q.key || (o.key == q.key && o.seq < q.seq) {

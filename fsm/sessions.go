@@ -62,9 +62,10 @@ type placement struct {
 }
 
 // place decides where a session would go in group g: a preferred agent that
-// is online and below its limit, else the best agent of the group (never
-// skip), else the queue if it has room; busy otherwise. Pull groups never
-// assign on arrival: their agents take buyers with pull-next.
+// is online and below its limit (routing rule 1, also in pull groups), else
+// the best agent of the group (never skip), else the queue if it has room;
+// busy otherwise. Apart from a preferred agent, pull groups never assign on
+// arrival: their agents take buyers with pull-next.
 func (f *FSM) place(m *merchant, g *group, questionType, preferred string, skip *agent, bypassLength bool) (placement, bool) {
 	if p := m.agents[preferred]; p != nil && p != skip && p.eligible() {
 		return placement{agent: p}, true
@@ -166,11 +167,7 @@ func (f *FSM) enqueue(m *merchant, g *group, s *session) {
 	}
 	g.queue.ReplaceOrInsert(s)
 	f.untouch(s)
-	s.DeadlineMs = 0
-	if m.settings.MaxWaitMs > 0 {
-		s.DeadlineMs = now + m.settings.MaxWaitMs
-		f.waits.ReplaceOrInsert(timer{at: s.DeadlineMs, s: s})
-	}
+	f.armWait(m, s)
 }
 
 // dequeue takes a QUEUED session out of its queue and wait timer.
@@ -194,11 +191,30 @@ func (f *FSM) release(m *merchant, s *session) *agent {
 
 // touch records activity and (re)arms the idle timer of a BOT or ASSIGNED session.
 func (f *FSM) touch(m *merchant, s *session) {
-	f.untouch(s)
 	s.LastActivityMs = f.cur.now
+	f.armIdle(m, s)
+}
+
+// armIdle (re)arms the idle timer from the last activity and the merchant's
+// idle timeout, for BOT and ASSIGNED sessions.
+func (f *FSM) armIdle(m *merchant, s *session) {
+	f.untouch(s)
 	if m.settings.IdleTimeoutMs > 0 && (s.State == pb.SessionState_SESSION_STATE_BOT || s.State == pb.SessionState_SESSION_STATE_ASSIGNED) {
 		s.idleAt = s.LastActivityMs + m.settings.IdleTimeoutMs
 		f.idles.ReplaceOrInsert(timer{at: s.idleAt, s: s})
+	}
+}
+
+// armWait (re)arms a QUEUED session's max-wait deadline from the time it
+// was queued and the merchant's max wait.
+func (f *FSM) armWait(m *merchant, s *session) {
+	if s.DeadlineMs > 0 {
+		f.waits.Delete(timer{at: s.DeadlineMs, s: s})
+		s.DeadlineMs = 0
+	}
+	if m.settings.MaxWaitMs > 0 && s.State == pb.SessionState_SESSION_STATE_QUEUED {
+		s.DeadlineMs = s.QueuedMs + m.settings.MaxWaitMs
+		f.waits.ReplaceOrInsert(timer{at: s.DeadlineMs, s: s})
 	}
 }
 
@@ -278,26 +294,46 @@ func (m *merchant) setState(s *session, to pb.SessionState) {
 	s.State = to
 }
 
+// queueHead is the first session of g's queue that agent a may take (every
+// session except one a transferred away), or nil.
+func queueHead(g *group, a *agent) *session {
+	var head *session
+	g.queue.Ascend(func(s *session) bool {
+		if s.ExcludedAgentId != "" && s.ExcludedAgentId == a.id {
+			return true
+		}
+		head = s
+		return false
+	})
+	return head
+}
+
+// bestHead is the best session agent a may take from its groups' queues
+// (push groups only, unless pull), by queue order, ties by group id.
+func bestHead(m *merchant, a *agent, pull bool) *session {
+	var best *session
+	var bestGroup string
+	for _, ag := range a.cfg.Groups {
+		g := m.groups[ag.GroupId]
+		if g == nil || (g.pull() && !pull) {
+			continue
+		}
+		head := queueHead(g, a)
+		if head == nil {
+			continue
+		}
+		if best == nil || queueLess(head, best) || (!queueLess(best, head) && g.id < bestGroup) {
+			best, bestGroup = head, g.id
+		}
+	}
+	return best
+}
+
 // drainAgent gives a push-mode agent with free slots the best waiting
 // buyers of its push groups, best queue head first (ties by group id).
 func (f *FSM) drainAgent(m *merchant, a *agent) {
 	for a.eligible() {
-		var best *session
-		var bestGroup *group
-		for _, ag := range a.cfg.Groups {
-			gid := ag.GroupId
-			g := m.groups[gid]
-			if g == nil || g.pull() {
-				continue
-			}
-			head, ok := g.queue.Min()
-			if !ok {
-				continue
-			}
-			if best == nil || queueLess(head, best) || (!queueLess(best, head) && g.id < bestGroup.id) {
-				best, bestGroup = head, g
-			}
-		}
+		best := bestHead(m, a, false)
 		if best == nil {
 			return
 		}
@@ -306,22 +342,30 @@ func (f *FSM) drainAgent(m *merchant, a *agent) {
 	}
 }
 
-// drainGroup assigns a push group's queue heads while it has eligible agents.
+// drainGroup assigns a push group's queued buyers, in queue order, while it
+// has eligible agents (a buyer is never given back to the agent who
+// transferred them away).
 func (f *FSM) drainGroup(m *merchant, g *group) {
 	if g.pull() {
 		return
 	}
 	for {
-		head, ok := g.queue.Min()
-		if !ok {
+		var next *session
+		var to *agent
+		g.queue.Ascend(func(s *session) bool {
+			excluded := m.agents[s.ExcludedAgentId]
+			if a := g.index(s.QuestionType).best(excluded); a != nil {
+				next, to = s, a
+				return false
+			}
+			// Nobody can take s; only if s excluded someone can a later buyer be taken.
+			return excluded != nil
+		})
+		if next == nil {
 			return
 		}
-		a := g.index(head.QuestionType).best(nil)
-		if a == nil {
-			return
-		}
-		f.dequeue(m, head)
-		f.assign(m, head, a)
+		f.dequeue(m, next)
+		f.assign(m, next, to)
 	}
 }
 
@@ -479,6 +523,9 @@ func (f *FSM) applyTransfer(c *pb.Transfer) (*pb.Result, *Error) {
 	n.PageSource, n.Category, n.Region = s.PageSource, s.Category, s.Region
 	n.UserLevel, n.QuestionType, n.Attributes = s.UserLevel, s.QuestionType, s.Attributes
 	n.QueueKey, n.Compensation, n.TransferredFrom = s.QueueKey, s.Compensation, s.SessionId
+	if c.ToGroupId != "" && current != nil {
+		n.ExcludedAgentId = current.id // transferred away: not pushed back to them
+	}
 	f.open(m, n, pb.SessionState_SESSION_STATE_UNSPECIFIED)
 	f.applyPlacement(m, g, n, p)
 	if freed != nil {
@@ -541,20 +588,7 @@ func (f *FSM) applyPullNext(c *pb.PullNext) (*pb.Result, *Error) {
 	if !a.eligible() {
 		return nil, limitErr("agent_id", "agent %q is %s with %d of %d buyers", a.id, a.status, a.load, a.limit)
 	}
-	var best *session
-	var bestGroup string
-	for _, ag := range a.cfg.Groups {
-		gid := ag.GroupId
-		g := m.groups[gid]
-		if g == nil {
-			continue
-		}
-		if head, ok := g.queue.Min(); ok {
-			if best == nil || queueLess(head, best) || (!queueLess(best, head) && gid < bestGroup) {
-				best, bestGroup = head, gid
-			}
-		}
-	}
+	best := bestHead(m, a, true)
 	if best == nil {
 		return &pb.Result{Outcome: pb.Outcome_OUTCOME_NONE, Surge: m.stats.Surge}, nil
 	}

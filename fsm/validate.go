@@ -183,6 +183,9 @@ func validateMerchant(m *pb.UpsertMerchant) *Error {
 		); e != nil {
 			return e
 		}
+		if r.AttributeValue != "" && r.AttributeKey == "" {
+			return invalid("settings.rules.attribute_value", "needs settings.rules.attribute_key")
+		}
 	}
 	return nil
 }

@@ -938,9 +938,10 @@ type ScoringWeights struct {
 	Weight uint32 `protobuf:"varint,4,opt,name=weight,proto3" json:"weight,omitempty"`
 	// user_level: how much a buyer's user level moves them up a queue (default 30).
 	UserLevel uint32 `protobuf:"varint,5,opt,name=user_level,json=userLevel,proto3" json:"user_level,omitempty"`
-	// aging_ms: queue aging. One point of user_level x user level is worth this
-	// much waiting time, so a waiting buyer eventually passes a newer VIP
-	// (default 1000 ms).
+	// aging_ms: queue aging. A buyer of user level L is queued as if they had
+	// arrived L x user_level x aging_ms / 10 ms earlier (3 s per level with the
+	// defaults), so a buyer who has waited longer than that is never passed by
+	// a newer VIP (default 1000 ms).
 	AgingMs       uint32 `protobuf:"varint,6,opt,name=aging_ms,json=agingMs,proto3" json:"aging_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2302,8 +2303,11 @@ type Session struct {
 	// attributes and preferred_agent_id of the consult, kept for escalation.
 	Attributes       []*Attribute `protobuf:"bytes,25,rep,name=attributes,proto3" json:"attributes,omitempty"`
 	PreferredAgentId string       `protobuf:"bytes,26,opt,name=preferred_agent_id,json=preferredAgentId,proto3" json:"preferred_agent_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// excluded_agent_id: the agent who transferred this buyer away; the buyer
+	// is never pushed back to them (pulled, neither).
+	ExcludedAgentId string `protobuf:"bytes,27,opt,name=excluded_agent_id,json=excludedAgentId,proto3" json:"excluded_agent_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -2514,6 +2518,13 @@ func (x *Session) GetAttributes() []*Attribute {
 func (x *Session) GetPreferredAgentId() string {
 	if x != nil {
 		return x.PreferredAgentId
+	}
+	return ""
+}
+
+func (x *Session) GetExcludedAgentId() string {
+	if x != nil {
+		return x.ExcludedAgentId
 	}
 	return ""
 }
@@ -3157,7 +3168,7 @@ const file_frontdesk_v1_command_proto_rawDesc = "" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"\x06\n" +
-	"\x04Tick\"\xb5\a\n" +
+	"\x04Tick\"\xe1\a\n" +
 	"\aSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1f\n" +
@@ -3195,7 +3206,8 @@ const file_frontdesk_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x19 \x03(\v2\x17.frontdesk.v1.AttributeR\n" +
 	"attributes\x12,\n" +
-	"\x12preferred_agent_id\x18\x1a \x01(\tR\x10preferredAgentId\"\xa4\x04\n" +
+	"\x12preferred_agent_id\x18\x1a \x01(\tR\x10preferredAgentId\x12*\n" +
+	"\x11excluded_agent_id\x18\x1b \x01(\tR\x0fexcludedAgentId\"\xa4\x04\n" +
 	"\x06Result\x12-\n" +
 	"\x05error\x18\x01 \x01(\x0e2\x17.frontdesk.v1.ErrorCodeR\x05error\x12\x1f\n" +
 	"\verror_field\x18\x02 \x01(\tR\n" +

@@ -638,6 +638,7 @@ func (m *Session) CloneVT() *Session {
 	r.Category = m.Category
 	r.Region = m.Region
 	r.PreferredAgentId = m.PreferredAgentId
+	r.ExcludedAgentId = m.ExcludedAgentId
 	if rhs := m.Attributes; rhs != nil {
 		tmpContainer := make([]*Attribute, len(rhs))
 		for k, v := range rhs {
@@ -1886,6 +1887,9 @@ func (this *Session) EqualVT(that *Session) bool {
 		}
 	}
 	if this.PreferredAgentId != that.PreferredAgentId {
+		return false
+	}
+	if this.ExcludedAgentId != that.ExcludedAgentId {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -3703,6 +3707,15 @@ func (m *Session) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if len(m.ExcludedAgentId) > 0 {
+		i -= len(m.ExcludedAgentId)
+		copy(dAtA[i:], m.ExcludedAgentId)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.ExcludedAgentId)))
+		i--
+		dAtA[i] = 0x1
+		i--
+		dAtA[i] = 0xda
+	}
 	if len(m.PreferredAgentId) > 0 {
 		i -= len(m.PreferredAgentId)
 		copy(dAtA[i:], m.PreferredAgentId)
@@ -5127,6 +5140,10 @@ func (m *Session) SizeVT() (n int) {
 		}
 	}
 	l = len(m.PreferredAgentId)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.ExcludedAgentId)
 	if l > 0 {
 		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
@@ -9854,6 +9871,38 @@ func (m *Session) UnmarshalVT(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			m.PreferredAgentId = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 27:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ExcludedAgentId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.ExcludedAgentId = string(dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
