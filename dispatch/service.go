@@ -1,0 +1,131 @@
+// Package dispatch serves frontdesk's Connect API: it validates requests,
+// finds each merchant's shard, proposes commands to the shard's leader
+// replica on this node (or answers UNAVAILABLE with where the leader is),
+// reads replicas, streams events, and maps every error to a Connect code in
+// one table (errors.go). Domain rules live in package fsm, never here.
+package dispatch
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/frontdeskhq/frontdesk/fsm"
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+	"github.com/frontdeskhq/frontdesk/shard"
+)
+
+// MaxRequestBytes bounds a request body; larger ones get RESOURCE_EXHAUSTED.
+const MaxRequestBytes = 1 << 20
+
+// Replica is one local replica of a shard (a *shard.Group).
+type Replica interface {
+	// Propose applies commands through Raft as one entry; see shard.Group.
+	Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result, error)
+	// LinearizableRead returns once reads of FSM() are linearizable.
+	LinearizableRead(ctx context.Context) error
+	FSM() *fsm.FSM
+}
+
+// Cluster is what dispatch needs from its node.
+type Cluster interface {
+	// Shards is the cluster's fixed shard count.
+	Shards() uint32
+	// Replica returns this node's replica of a shard, if it has one.
+	Replica(shard uint32) (Replica, bool)
+	// Leader is the shard's leader as far as this node knows ("" if unknown).
+	Leader(shard uint32) (id, apiAddr string)
+	// ShardMap and Status describe the cluster for ClusterService.
+	ShardMap() *pb.GetShardMapResponse
+	Status() *pb.GetStatusResponse
+	// TransferLeadership moves a shard's leadership; it returns the new leader's id.
+	TransferLeadership(ctx context.Context, shard uint32, to string) (string, error)
+}
+
+// Service implements every frontdesk.v1 service over a Cluster.
+type Service struct {
+	cluster Cluster
+	log     *slog.Logger
+}
+
+// New returns a Service. A nil logger logs to slog.Default().
+func New(c Cluster, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{cluster: c, log: log}
+}
+
+// Register mounts every service and gRPC reflection on mux. Each procedure
+// speaks Connect, gRPC and gRPC-Web; bodies over MaxRequestBytes are refused.
+func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
+	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(MaxRequestBytes)}, opts...)
+	mux.Handle(frontdeskv1connect.NewDispatchServiceHandler(&dispatchHandler{s}, opts...))
+	mux.Handle(frontdeskv1connect.NewAgentServiceHandler(&agentHandler{s}, opts...))
+	mux.Handle(frontdeskv1connect.NewAdminServiceHandler(&adminHandler{s}, opts...))
+	mux.Handle(frontdeskv1connect.NewEventServiceHandler(&eventHandler{s}, opts...))
+	mux.Handle(frontdeskv1connect.NewClusterServiceHandler(&clusterHandler{s}, opts...))
+	names := []string{
+		frontdeskv1connect.DispatchServiceName, frontdeskv1connect.AgentServiceName,
+		frontdeskv1connect.AdminServiceName, frontdeskv1connect.EventServiceName,
+		frontdeskv1connect.ClusterServiceName,
+	}
+	reflector := grpcreflect.NewStaticReflector(names...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+}
+
+// replica finds the merchant's shard and this node's replica of it.
+func (s *Service) replica(merchantID string) (uint32, Replica, error) {
+	if merchantID == "" {
+		return 0, nil, invalidArg("merchant_id", "must not be empty")
+	}
+	if len(merchantID) > fsm.MaxIDLen {
+		return 0, nil, invalidArg("merchant_id", "over the id length limit")
+	}
+	id := shard.ForMerchant(merchantID, s.cluster.Shards())
+	r, ok := s.cluster.Replica(id)
+	if !ok {
+		return id, nil, s.toConnect(id, errNoReplica)
+	}
+	return id, r, nil
+}
+
+// write validates a command, proposes it to the merchant's shard and
+// returns its result; a result carrying an fsm error becomes that error.
+func (s *Service) write(ctx context.Context, merchantID string, cmd *pb.Command) (*pb.Result, error) {
+	if err := fsm.Validate(cmd); err != nil {
+		return nil, s.toConnect(0, err)
+	}
+	id, r, err := s.replica(merchantID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.Propose(ctx, cmd)
+	if err != nil {
+		return nil, s.toConnect(id, err)
+	}
+	if err := fsm.ResultError(res[0]); err != nil {
+		return nil, s.toConnect(id, err)
+	}
+	return res[0], nil
+}
+
+// read returns the merchant's replica ready to be read: linearizable
+// unless stale is set, in which case any replica answers from local state.
+func (s *Service) read(ctx context.Context, merchantID string, stale bool) (uint32, *fsm.FSM, error) {
+	id, r, err := s.replica(merchantID)
+	if err != nil {
+		return id, nil, err
+	}
+	if !stale {
+		if err := r.LinearizableRead(ctx); err != nil {
+			return id, nil, s.toConnect(id, err)
+		}
+	}
+	return id, r.FSM(), nil
+}

@@ -1,0 +1,203 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/net/http2"
+
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+	"github.com/frontdeskhq/frontdesk/node"
+)
+
+// startNode runs a one-node cluster in process on loopback ports.
+func startNode(t *testing.T) *node.Node {
+	t.Helper()
+	cfg := &node.Config{
+		ID: "n1", DataDir: t.TempDir(), APIAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+		GossipAddr: "127.0.0.1:0", BootstrapExpect: 1, Shards: 4, FastRaft: true,
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := node.Start(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Kill)
+	select {
+	case <-n.Formed():
+	case <-time.After(20 * time.Second):
+		t.Fatal("cluster did not form")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + n.APIAddr() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return n
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func h2cClient() *http.Client {
+	return &http.Client{Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+// protocols runs each case over Connect and gRPC.
+var protocols = []struct {
+	name string
+	opts []connect.ClientOption
+}{
+	{"connect", nil},
+	{"grpc", []connect.ClientOption{connect.WithGRPC()}},
+}
+
+func fieldOf(err error) string {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return ""
+	}
+	for _, d := range ce.Details() {
+		if v, e := d.Value(); e == nil {
+			if fe, ok := v.(*pb.FieldError); ok {
+				return fe.Field
+			}
+		}
+	}
+	return ""
+}
+
+// TestBadInputOverTheWire: missing fields, ids over the limits, unknown
+// merchant, malformed JSON and protobuf, bodies over 1 MiB → the right code
+// naming the field, and nothing changed.
+func TestBadInputOverTheWire(t *testing.T) {
+	n := startNode(t)
+	base := "http://" + n.APIAddr()
+	ctx := context.Background()
+	admin := frontdeskv1connect.NewAdminServiceClient(http.DefaultClient, base)
+	if _, err := admin.UpsertMerchant(ctx, connect.NewRequest(&pb.UpsertMerchantRequest{RequestId: "setup",
+		Merchant: &pb.UpsertMerchant{MerchantId: "m1"}})); err != nil {
+		t.Fatal(err)
+	}
+	stateOf := func() string {
+		st, err := admin.GetStats(ctx, connect.NewRequest(&pb.GetStatsRequest{MerchantId: "m1"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := admin.ListMerchants(ctx, connect.NewRequest(&pb.ListMerchantsRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Msg.String() + "|" + strings.Join(ms.Msg.MerchantIds, ",")
+	}
+	before := stateOf()
+	long := strings.Repeat("x", 129)
+	cases := []struct {
+		name  string
+		req   *pb.ConsultRequest
+		code  connect.Code
+		field string
+	}{
+		{"no consult", &pb.ConsultRequest{RequestId: "r"}, connect.CodeInvalidArgument, "consult"},
+		{"no request id", &pb.ConsultRequest{Consult: &pb.Consult{MerchantId: "m1", BuyerId: "b"}}, connect.CodeInvalidArgument, "request_id"},
+		{"no buyer", &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{MerchantId: "m1"}}, connect.CodeInvalidArgument, "buyer_id"},
+		{"no merchant", &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{BuyerId: "b"}}, connect.CodeInvalidArgument, "merchant_id"},
+		{"long buyer", &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{MerchantId: "m1", BuyerId: long}}, connect.CodeInvalidArgument, "buyer_id"},
+		{"long merchant", &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{MerchantId: long, BuyerId: "b"}}, connect.CodeInvalidArgument, "merchant_id"},
+		{"long request id", &pb.ConsultRequest{RequestId: long, Consult: &pb.Consult{MerchantId: "m1", BuyerId: "b"}}, connect.CodeInvalidArgument, "request_id"},
+		{"bad enum", &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{MerchantId: "m1", BuyerId: "b", PageSource: 99}}, connect.CodeInvalidArgument, "page_source"},
+		{"too many attributes", &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{MerchantId: "m1", BuyerId: "b", Attributes: make([]*pb.Attribute, 33)}}, connect.CodeInvalidArgument, "attributes"},
+		{"unknown merchant", &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{MerchantId: "nope", BuyerId: "b"}}, connect.CodeNotFound, "merchant_id"},
+		{"no route", &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{MerchantId: "m1", BuyerId: "b"}}, connect.CodeFailedPrecondition, "merchant_id"},
+	}
+	for i := range cases[8].req.Consult.Attributes {
+		cases[8].req.Consult.Attributes[i] = &pb.Attribute{Key: "k", Value: "v"}
+	}
+	for _, p := range protocols {
+		dispatch := frontdeskv1connect.NewDispatchServiceClient(h2cClient(), base, p.opts...)
+		for _, tc := range cases {
+			t.Run(p.name+"/"+tc.name, func(t *testing.T) {
+				_, err := dispatch.Consult(ctx, connect.NewRequest(tc.req))
+				if connect.CodeOf(err) != tc.code {
+					t.Fatalf("want %v, got %v (%v)", tc.code, connect.CodeOf(err), err)
+				}
+				if got := fieldOf(err); got != tc.field {
+					t.Fatalf("want field %q, got %q (%v)", tc.field, got, err)
+				}
+				if !strings.Contains(err.Error(), tc.field) {
+					t.Fatalf("message does not name %q: %v", tc.field, err)
+				}
+			})
+		}
+		t.Run(p.name+"/body over 1 MiB", func(t *testing.T) {
+			big := &pb.ConsultRequest{RequestId: "r", Consult: &pb.Consult{MerchantId: "m1", BuyerId: "b",
+				Category: strings.Repeat("y", 1<<20+10)}}
+			_, err := dispatch.Consult(ctx, connect.NewRequest(big))
+			if connect.CodeOf(err) != connect.CodeResourceExhausted {
+				t.Fatalf("want ResourceExhausted, got %v (%v)", connect.CodeOf(err), err)
+			}
+		})
+	}
+	raw := []struct {
+		name, contentType, body string
+		status                  int
+	}{
+		{"malformed json", "application/json", `{"requestId": "r", "consult": {`, http.StatusBadRequest},
+		{"wrong json type", "application/json", `{"requestId": 5}`, http.StatusBadRequest},
+		{"malformed protobuf", "application/proto", "\x0a\xff\xff\xff", http.StatusBadRequest},
+	}
+	for _, tc := range raw {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Post(base+"/frontdesk.v1.DispatchService/Consult", tc.contentType, bytes.NewBufferString(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), "invalid_argument") {
+				t.Fatalf("want %d invalid_argument, got %d %s", tc.status, resp.StatusCode, body)
+			}
+		})
+	}
+	if after := stateOf(); after != before {
+		t.Fatalf("bad input changed the state:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// TestReflection: grpc reflection lists the services (grpcurl / buf curl).
+func TestReflection(t *testing.T) {
+	n := startNode(t)
+	resp, err := http.Post("http://"+n.APIAddr()+"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+		"application/grpc", bytes.NewReader(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		t.Fatal("reflection is not mounted")
+	}
+}

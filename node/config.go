@@ -1,0 +1,172 @@
+package node
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is one frontdeskd process's configuration. Every field has a flag
+// and an environment variable FRONTDESK_<FLAG NAME> (dashes as underscores);
+// flags win over the environment.
+type Config struct {
+	ID              string        // --id: unique, stable node id
+	DataDir         string        // --data-dir: where replicas live
+	APIAddr         string        // --api-addr: Connect API, metrics, health (default :7420)
+	RaftAddr        string        // --raft-addr: every shard's Raft traffic (default :7421)
+	GossipAddr      string        // --gossip-addr: memberlist (default :7422)
+	Advertise       string        // --advertise: host other nodes reach this one at
+	Join            []string      // --join: gossip addresses of any members
+	BootstrapExpect int           // --bootstrap-expect: nodes that form a new cluster
+	Shards          uint32        // --shards: shard count of a new cluster (default 16)
+	Dev             bool          // --dev: one node on loopback with a temporary data dir
+	TickInterval    time.Duration // --tick: how often each shard leader advances time
+	LogLevel        string        // --log-level: debug, info, warn, error
+	LogFormat       string        // --log-format: text or json
+
+	// Testing knobs (no flags).
+	FastRaft bool // tight Raft and gossip timings for tests on loopback
+}
+
+// ParseFlags reads the configuration from args and the environment.
+func ParseFlags(name string, args []string, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var join string
+	shards := uint(16)
+	fs.StringVar(&c.ID, "id", "", "unique, stable node id (default: the host name)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory for this node's replicas (required unless --dev)")
+	fs.StringVar(&c.APIAddr, "api-addr", ":7420", "listen address of the Connect API, /metrics and health")
+	fs.StringVar(&c.RaftAddr, "raft-addr", ":7421", "listen address for the Raft traffic of every shard")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", ":7422", "listen address for gossip (memberlist, TCP and UDP)")
+	fs.StringVar(&c.Advertise, "advertise", "", "host or IP other nodes reach this node at (default: the listen host, or this host's first non-loopback IP)")
+	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of existing members")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many nodes have met")
+	fs.UintVar(&shards, "shards", shards, "shard count of a new cluster (fixed at bootstrap)")
+	fs.BoolVar(&c.Dev, "dev", false, "run one node on 127.0.0.1 with a temporary data dir, no other service needed")
+	fs.DurationVar(&c.TickInterval, "tick", time.Second, "how often each shard leader advances the state machine's time")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	// Environment first, so that flags given on the command line win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		key := "FRONTDESK_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %w", key, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if join != "" {
+		for _, j := range strings.Split(join, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				c.Join = append(c.Join, j)
+			}
+		}
+	}
+	if shards == 0 || shards > 4096 {
+		return nil, fmt.Errorf("--shards must be within 1..4096, got %d", shards)
+	}
+	c.Shards = uint32(shards)
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if c.Dev {
+		c.applyDev(explicit)
+	}
+	return c, c.Validate()
+}
+
+// applyDev turns on the --dev defaults for what was not set explicitly.
+func (c *Config) applyDev(explicit map[string]bool) {
+	if !explicit["id"] && c.ID == "" {
+		c.ID = "dev"
+	}
+	if !explicit["api-addr"] {
+		c.APIAddr = "127.0.0.1:7420"
+	}
+	if !explicit["raft-addr"] {
+		c.RaftAddr = "127.0.0.1:7421"
+	}
+	if !explicit["gossip-addr"] {
+		c.GossipAddr = "127.0.0.1:7422"
+	}
+	if !explicit["bootstrap-expect"] && c.BootstrapExpect == 0 {
+		c.BootstrapExpect = 1
+	}
+}
+
+// Validate checks the configuration and fills derived defaults.
+func (c *Config) Validate() error {
+	if c.ID == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return errors.New("--id is required (the host name is not available)")
+		}
+		c.ID = h
+	}
+	if c.DataDir == "" && !c.Dev {
+		return errors.New("--data-dir is required (or use --dev)")
+	}
+	for name, addr := range map[string]string{"--api-addr": c.APIAddr, "--raft-addr": c.RaftAddr, "--gossip-addr": c.GossipAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s %q: %w", name, addr, err)
+		}
+	}
+	if c.BootstrapExpect < 0 {
+		return fmt.Errorf("--bootstrap-expect must not be negative, got %d", c.BootstrapExpect)
+	}
+	if c.Shards == 0 {
+		c.Shards = 16
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = time.Second
+	}
+	return nil
+}
+
+// advertiseFor is the address other nodes use for a listener bound to bind.
+func (c *Config) advertiseFor(bind net.Addr) (string, error) {
+	_, port, err := net.SplitHostPort(bind.String())
+	if err != nil {
+		return "", err
+	}
+	host := c.Advertise
+	if host == "" {
+		h, _, _ := net.SplitHostPort(bind.String())
+		if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+			host = h
+		} else {
+			host, err = firstNonLoopbackIP()
+			if err != nil {
+				return "", fmt.Errorf("cannot pick an address to advertise (set --advertise): %w", err)
+			}
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func firstNonLoopbackIP() (string, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return ipn.IP.String(), nil
+		}
+	}
+	return "", errors.New("no non-loopback IPv4 address")
+}

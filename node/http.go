@@ -1,0 +1,59 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/frontdeskhq/frontdesk/dispatch"
+)
+
+var errNoReplica = errors.New("node: no replica of that shard here")
+
+// newHTTPServer serves the Connect API (Connect, gRPC, gRPC-Web over
+// HTTP/1.1 and h2c), /healthz, /readyz, /metrics and /debug/pprof on one port.
+func (n *Node) newHTTPServer() *http.Server {
+	mux := http.NewServeMux()
+	svc := dispatch.New(n, n.log.With("component", "dispatch"))
+	svc.Register(mux, connect.WithInterceptors(n.metrics.interceptor()))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", n.readyz)
+	mux.Handle("/metrics", n.metrics.handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		Protocols:         new(http.Protocols),
+	}
+	s.Protocols.SetHTTP1(true)
+	s.Protocols.SetUnencryptedHTTP2(true)
+	return s
+}
+
+// readyz: 200 once the cluster has formed and every local shard has a leader.
+func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-n.formed:
+	default:
+		http.Error(w, "cluster not formed yet", http.StatusServiceUnavailable)
+		return
+	}
+	for _, g := range n.host.Groups() {
+		if g.Info().LeaderID == "" {
+			http.Error(w, fmt.Sprintf("shard %d has no leader", g.Shard()), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ready")
+}

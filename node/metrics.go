@@ -1,0 +1,121 @@
+package node
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the node's Prometheus metrics, in a registry of its own (so
+// several nodes in one test process do not collide).
+type metrics struct {
+	reg          *prometheus.Registry
+	rpcs         *prometheus.CounterVec
+	rpcLatency   *prometheus.HistogramVec
+	applyLatency *prometheus.HistogramVec
+}
+
+func shardLabel(s uint32) string { return strconv.FormatUint(uint64(s), 10) }
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.rpcs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "frontdesk_rpc_requests_total", Help: "RPCs served, by procedure and Connect code.",
+	}, []string{"procedure", "code"})
+	m.rpcLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "frontdesk_rpc_duration_seconds", Help: "RPC latency by procedure.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"procedure"})
+	m.applyLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "frontdesk_shard_apply_seconds", Help: "Time from proposing a command to its result, by shard.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"shard"})
+	m.reg.MustRegister(m.rpcs, m.rpcLatency, m.applyLatency, &shardCollector{n: n},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// interceptor counts unary RPCs and their latency (streams are counted when they end).
+func (m *metrics) interceptor() connect.Interceptor { return &rpcInterceptor{m: m} }
+
+type rpcInterceptor struct{ m *metrics }
+
+func (i *rpcInterceptor) observe(procedure string, start time.Time, err error) {
+	code := "ok"
+	if err != nil {
+		code = connect.CodeOf(err).String()
+	}
+	i.m.rpcs.WithLabelValues(procedure, code).Inc()
+	i.m.rpcLatency.WithLabelValues(procedure).Observe(time.Since(start).Seconds())
+}
+
+func (i *rpcInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		res, err := next(ctx, req)
+		i.observe(req.Spec().Procedure, start, err)
+		return res, err
+	}
+}
+
+func (i *rpcInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (i *rpcInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		start := time.Now()
+		err := next(ctx, conn)
+		i.observe(conn.Spec().Procedure, start, err)
+		return err
+	}
+}
+
+// shardCollector reads each local replica's Raft state and state machine
+// at scrape time.
+type shardCollector struct{ n *Node }
+
+var (
+	descRaftState = prometheus.NewDesc("frontdesk_shard_raft_state", "1 for this replica's Raft state.", []string{"shard", "state"}, nil)
+	descTerm      = prometheus.NewDesc("frontdesk_shard_term", "Raft term.", []string{"shard"}, nil)
+	descCommit    = prometheus.NewDesc("frontdesk_shard_commit_index", "Raft commit index.", []string{"shard"}, nil)
+	descApplied   = prometheus.NewDesc("frontdesk_shard_applied_index", "Raft applied index.", []string{"shard"}, nil)
+	descSessions  = prometheus.NewDesc("frontdesk_sessions", "Active sessions by state.", []string{"shard", "state"}, nil)
+	descQueue     = prometheus.NewDesc("frontdesk_queue_length", "Buyers waiting in queues.", []string{"shard"}, nil)
+)
+
+func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue} {
+		ch <- d
+	}
+}
+
+func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, g := range c.n.host.Groups() {
+		s := shardLabel(g.Shard())
+		info := g.Info()
+		ch <- prometheus.MustNewConstMetric(descRaftState, prometheus.GaugeValue, 1, s, info.State)
+		ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(info.Term), s)
+		ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(info.CommitIndex), s)
+		ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(info.AppliedIndex), s)
+		var bot, queued, assigned uint64
+		f := g.FSM()
+		for _, id := range f.Merchants() {
+			if st, err := f.Stats(id); err == nil {
+				bot, queued, assigned = bot+st.InBot, queued+st.Queued, assigned+st.Assigned
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(bot), s, "BOT")
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(queued), s, "QUEUED")
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(assigned), s, "ASSIGNED")
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(queued), s)
+	}
+}

@@ -1,0 +1,351 @@
+// Package node is one frontdeskd process: configuration, listeners, gossip
+// membership, forming the cluster, hosting this node's shard replicas, and
+// the HTTP server that mounts the dispatch API with health, metrics and
+// pprof. It holds no domain logic.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/frontdeskhq/frontdesk/dispatch"
+	"github.com/frontdeskhq/frontdesk/shard"
+	"github.com/frontdeskhq/frontdesk/shard/transport"
+)
+
+// Node is a running frontdeskd.
+type Node struct {
+	cfg     *Config
+	log     *slog.Logger
+	dataDir string
+	tempDir bool
+
+	apiLn   net.Listener
+	raftLn  net.Listener
+	mux     *transport.Mux
+	host    *shard.Host
+	members *membership
+	server  *http.Server
+	metrics *metrics
+
+	shards atomic.Uint32 // 0 until this node belongs to a formed cluster
+	formed chan struct{}
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// clusterFile records, in the data dir, that this node belongs to a formed
+// cluster and its shard count; a restart reads it and does not bootstrap.
+const clusterFile = "cluster.json"
+
+type clusterState struct {
+	Shards uint32 `json:"shards"`
+}
+
+// Start opens the listeners, joins gossip, and forms or rejoins the
+// cluster in the background. It returns once the node is listening.
+func Start(cfg *Config, log *slog.Logger) (*Node, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: log.With("node", cfg.ID), formed: make(chan struct{}), stop: make(chan struct{})}
+	if err := n.start(); err != nil {
+		n.closeAll()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start() error {
+	n.dataDir = n.cfg.DataDir
+	if n.dataDir == "" {
+		dir, err := os.MkdirTemp("", "frontdesk-dev-")
+		if err != nil {
+			return err
+		}
+		n.dataDir, n.tempDir = dir, true
+	}
+	if err := os.MkdirAll(n.dataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	var err error
+	if n.raftLn, err = net.Listen("tcp", n.cfg.RaftAddr); err != nil {
+		return fmt.Errorf("--raft-addr: %w", err)
+	}
+	if n.apiLn, err = net.Listen("tcp", n.cfg.APIAddr); err != nil {
+		return fmt.Errorf("--api-addr: %w", err)
+	}
+	raftAdv, err := n.cfg.advertiseFor(n.raftLn.Addr())
+	if err != nil {
+		return err
+	}
+	apiAdv, err := n.cfg.advertiseFor(n.apiLn.Addr())
+	if err != nil {
+		return err
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", raftAdv)
+	if err != nil {
+		return fmt.Errorf("advertised raft address %q: %w", raftAdv, err)
+	}
+	if n.mux, err = transport.NewMux(n.raftLn, advAddr, transport.WithLogger(n.log.With("component", "raft-mux"))); err != nil {
+		return err
+	}
+	hc := shard.HostConfig{NodeID: n.cfg.ID, DataDir: n.dataDir, Mux: n.mux, Logger: n.log, TickInterval: n.cfg.TickInterval}
+	if n.cfg.FastRaft {
+		hc.Raft = shard.FastTiming()
+	}
+	if n.host, err = shard.NewHost(hc); err != nil {
+		return err
+	}
+	n.metrics = newMetrics(n)
+	n.server = n.newHTTPServer()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.server.Serve(n.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server", "err", err)
+		}
+	}()
+	self := meta{ID: n.cfg.ID, RaftAddr: raftAdv, APIAddr: apiAdv}
+	if n.members, err = newMembership(n.cfg, self, n.log); err != nil {
+		return err
+	}
+	if err := n.members.join(n.cfg.Join, 30*time.Second); err != nil {
+		return err
+	}
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.form() }()
+	go func() { defer n.wg.Done(); n.watchLeadership() }()
+	n.log.Info("node started", "api", apiAdv, "raft", raftAdv, "gossip", n.cfg.GossipAddr, "data_dir", n.dataDir)
+	return nil
+}
+
+// APIAddr is the address the API listens on (useful with port 0).
+func (n *Node) APIAddr() string { return n.apiLn.Addr().String() }
+
+// GossipAddr is the address gossip listens on.
+func (n *Node) GossipAddr() string {
+	a := n.members.list.LocalNode()
+	return net.JoinHostPort(a.Addr.String(), fmt.Sprint(a.Port))
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Formed is closed once the node belongs to a formed cluster with its shards open.
+func (n *Node) Formed() <-chan struct{} { return n.formed }
+
+// form waits for the cluster to form (or reads that it already has), opens
+// this node's replicas, and bootstraps them if this node is the one chosen.
+func (n *Node) form() {
+	if st, ok, err := n.readClusterFile(); err != nil {
+		n.log.Error("cannot read cluster state; not serving", "err", err)
+		return
+	} else if ok {
+		n.openShards(st.Shards, nil)
+		return
+	}
+	for {
+		members, changed := n.members.snapshot()
+		var alive []member
+		var formedBy *member
+		for i, mb := range members {
+			if mb.State != "alive" {
+				continue
+			}
+			alive = append(alive, mb)
+			if mb.Shards > 0 && formedBy == nil {
+				formedBy = &members[i]
+			}
+		}
+		switch {
+		case formedBy != nil:
+			n.log.Info("joining a formed cluster", "shards", formedBy.Shards, "seen_via", formedBy.ID)
+			n.openShards(formedBy.Shards, nil)
+			return
+		case n.cfg.BootstrapExpect > 0 && len(alive) >= n.cfg.BootstrapExpect:
+			voters := alive[:n.cfg.BootstrapExpect]
+			for _, v := range voters {
+				if v.ID == n.cfg.ID {
+					n.openShards(n.cfg.Shards, voters)
+					return
+				}
+			}
+			n.log.Warn("more nodes than --bootstrap-expect met; this one is not among the first voters and waits", "voters", len(voters))
+		}
+		select {
+		case <-changed:
+		case <-n.stop:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// openShards opens every shard's replica; when voters is set and this node
+// is the first of them (lowest id), it bootstraps every shard with them.
+func (n *Node) openShards(count uint32, voters []member) {
+	bootstrap := len(voters) > 0 && voters[0].ID == n.cfg.ID
+	for s := uint32(0); s < count; s++ {
+		g, err := n.host.Open(s)
+		if err != nil {
+			n.log.Error("open shard", "shard", s, "err", err)
+			return
+		}
+		if bootstrap {
+			has, err := n.host.HasState(s)
+			if err != nil {
+				n.log.Error("shard state", "shard", s, "err", err)
+				return
+			}
+			if !has {
+				if err := g.Bootstrap(raftServers(voters)); err != nil {
+					n.log.Error("bootstrap shard", "shard", s, "err", err)
+					return
+				}
+			}
+		}
+	}
+	if err := n.writeClusterFile(clusterState{Shards: count}); err != nil {
+		n.log.Error("write cluster state", "err", err)
+		return
+	}
+	if bootstrap {
+		n.log.Info("bootstrapped the cluster", "shards", count, "voters", len(voters))
+	}
+	n.shards.Store(count)
+	n.members.update(func(m *meta) { m.Shards = count })
+	close(n.formed)
+}
+
+func (n *Node) readClusterFile() (clusterState, bool, error) {
+	var st clusterState
+	b, err := os.ReadFile(filepath.Join(n.dataDir, clusterFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.Shards == 0 {
+		return st, false, fmt.Errorf("%s is corrupt: %v", clusterFile, err)
+	}
+	return st, true, nil
+}
+
+func (n *Node) writeClusterFile(st clusterState) error {
+	b, _ := json.Marshal(st)
+	tmp := filepath.Join(n.dataDir, clusterFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(n.dataDir, clusterFile))
+}
+
+// watchLeadership keeps the shards this node leads in its gossip metadata,
+// so that any node can tell a client where a shard's leader is.
+func (n *Node) watchLeadership() {
+	var last []uint32
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		var leads []uint32
+		for _, g := range n.host.Groups() {
+			if g.Info().State == "Leader" {
+				leads = append(leads, g.Shard())
+			}
+		}
+		if !equalU32(leads, last) {
+			last = leads
+			n.members.update(func(m *meta) { m.Leads = leads })
+		}
+	}
+}
+
+func equalU32(a, b []uint32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Shutdown stops the node gracefully: leaderships move to other voters,
+// in-flight requests finish, gossip is left, replicas close. It is what
+// SIGTERM does.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var err error
+	n.stopOnce.Do(func() {
+		if n.host != nil {
+			if terr := n.host.TransferLeadershipAway(ctx); terr != nil {
+				n.log.Warn("leadership transfer on shutdown", "err", terr)
+			}
+		}
+		close(n.stop)
+		if n.server != nil {
+			err = n.server.Shutdown(ctx)
+		}
+		if n.members != nil {
+			n.members.leave(2 * time.Second)
+		}
+		n.closeAll()
+		n.wg.Wait()
+		n.log.Info("node stopped")
+	})
+	return err
+}
+
+// Kill stops the node abruptly (tests): no leadership transfer, no gossip leave.
+func (n *Node) Kill() {
+	n.stopOnce.Do(func() {
+		close(n.stop)
+		if n.server != nil {
+			_ = n.server.Close()
+		}
+		if n.members != nil {
+			_ = n.members.list.Shutdown()
+		}
+		n.closeAll()
+		n.wg.Wait()
+	})
+}
+
+func (n *Node) closeAll() {
+	if n.host != nil {
+		_ = n.host.Close()
+	}
+	if n.mux != nil {
+		_ = n.mux.Close()
+	} else if n.raftLn != nil {
+		_ = n.raftLn.Close()
+	}
+	if n.apiLn != nil {
+		_ = n.apiLn.Close()
+	}
+	if n.tempDir {
+		_ = os.RemoveAll(n.dataDir)
+	}
+}
+
+var _ dispatch.Cluster = (*Node)(nil)

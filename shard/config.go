@@ -1,0 +1,198 @@
+package shard
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/frontdeskhq/frontdesk/shard/transport"
+)
+
+// HostConfig configures a Host. Zero values take the defaults stated on each
+// field.
+type HostConfig struct {
+	// NodeID is this node's Raft server id in every shard (required).
+	NodeID string
+	// DataDir holds the replicas: DataDir/shards/<n>/ has raft.db (with the
+	// default store) and snapshots/ (required).
+	DataDir string
+	// Mux carries every shard's Raft traffic; its advertised address is this
+	// node's Raft address (required). The Host does not close it.
+	Mux *transport.Mux
+	// Logger receives the Host's logs and, through hclogslog, raft's. nil
+	// means slog.Default().
+	Logger *slog.Logger
+	// Raft timings; zero fields take LANTiming's.
+	Raft RaftTiming
+	// TickInterval is how often the leader of each shard proposes a pb.Tick
+	// (default 1s; negative: never).
+	TickInterval time.Duration
+	// OpenStore opens a shard's log and stable store (default BoltStore).
+	OpenStore StoreFactory
+	// SnapshotThreshold is how many log entries since the last snapshot make
+	// raft take one, checked every SnapshotInterval (defaults: raft's, 8192
+	// entries and 120s).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log, so a
+	// follower slightly behind catches up without a snapshot (default:
+	// raft's, 10240).
+	TrailingLogs uint64
+	// TransportTimeout bounds one Raft RPC's I/O (default 2s);
+	// TransportPool is how many idle connections to keep per peer and shard
+	// (default 3).
+	TransportTimeout time.Duration
+	TransportPool    int
+}
+
+// RaftTiming is the part of raft's configuration that decides how quickly
+// failures are detected and leaders elected. See DESIGN.md for the choice.
+type RaftTiming struct {
+	// HeartbeatTimeout: a follower without contact from the leader for a
+	// random time between this and twice this starts an election. The
+	// leader heartbeats every tenth of it.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout: a candidate without a result for between this and
+	// twice this starts a new election.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout: a leader without contact from a quorum for this
+	// long steps down. At most HeartbeatTimeout.
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout: how long the leader waits, with nothing new to send,
+	// before telling followers the commit index.
+	CommitTimeout time.Duration
+}
+
+// LANTiming is the default: a leader failure is detected in 0.5–1 s and an
+// election on a LAN takes a few milliseconds more, while a loaded 2-core
+// machine (GC pauses, fsyncs) misses no heartbeat for long enough to cause
+// a spurious election.
+func LANTiming() RaftTiming {
+	return RaftTiming{
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      10 * time.Millisecond,
+	}
+}
+
+// FastTiming is for tests and local development on one machine: failures
+// are detected in 100–200 ms.
+func FastTiming() RaftTiming {
+	return RaftTiming{
+		HeartbeatTimeout:   100 * time.Millisecond,
+		ElectionTimeout:    100 * time.Millisecond,
+		LeaderLeaseTimeout: 50 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+	}
+}
+
+func (t RaftTiming) withDefaults() RaftTiming {
+	d := LANTiming()
+	if t.HeartbeatTimeout <= 0 {
+		t.HeartbeatTimeout = d.HeartbeatTimeout
+	}
+	if t.ElectionTimeout <= 0 {
+		t.ElectionTimeout = d.ElectionTimeout
+	}
+	if t.LeaderLeaseTimeout <= 0 {
+		t.LeaderLeaseTimeout = min(d.LeaderLeaseTimeout, t.HeartbeatTimeout)
+	}
+	if t.CommitTimeout <= 0 {
+		t.CommitTimeout = d.CommitTimeout
+	}
+	return t
+}
+
+// Defaults of HostConfig.
+const (
+	DefaultTickInterval     = time.Second
+	DefaultTransportTimeout = 2 * time.Second
+	DefaultTransportPool    = 3
+	// logCacheSize is how many recent entries raft keeps in memory in front
+	// of the store, for replication and reads of fresh entries.
+	logCacheSize = 512
+)
+
+func (c HostConfig) withDefaults() (HostConfig, error) {
+	if c.NodeID == "" {
+		return c, errors.New("shard: HostConfig.NodeID is required")
+	}
+	if c.DataDir == "" {
+		return c, errors.New("shard: HostConfig.DataDir is required")
+	}
+	if c.Mux == nil {
+		return c, errors.New("shard: HostConfig.Mux is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Raft = c.Raft.withDefaults()
+	if c.TickInterval == 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.OpenStore == nil {
+		c.OpenStore = BoltStore
+	}
+	if c.TransportTimeout <= 0 {
+		c.TransportTimeout = DefaultTransportTimeout
+	}
+	if c.TransportPool <= 0 {
+		c.TransportPool = DefaultTransportPool
+	}
+	return c, nil
+}
+
+// raftConfig is raft's configuration for one replica.
+func (c *HostConfig) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout = c.Raft.HeartbeatTimeout
+	rc.ElectionTimeout = c.Raft.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.Raft.LeaderLeaseTimeout
+	rc.CommitTimeout = c.Raft.CommitTimeout
+	if c.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = c.SnapshotThreshold
+	}
+	if c.SnapshotInterval > 0 {
+		rc.SnapshotInterval = c.SnapshotInterval
+	}
+	if c.TrailingLogs > 0 {
+		rc.TrailingLogs = c.TrailingLogs
+	}
+	// A replica removed from its shard keeps running, leaderless and
+	// harmless, until its node closes it; raft shutting itself down would
+	// leave a Group whose every call fails with ErrShutdown.
+	rc.ShutdownOnRemove = false
+	return rc
+}
+
+// Store is a shard's Raft log and stable storage.
+type Store interface {
+	raft.LogStore
+	raft.StableStore
+	io.Closer
+}
+
+// StoreFactory opens the Store of a shard whose directory is dir
+// (DataDir/shards/<n>, already created). It is the storage seam: the default
+// is one raft-boltdb/v2 file per shard; a node-wide log shared by all shards
+// can be plugged in here.
+type StoreFactory func(dir string, shard uint32) (Store, error)
+
+// BoltStore is the default StoreFactory: dir/raft.db, a raft-boltdb/v2
+// store that fsyncs every append. Opening waits at most a second for the
+// file lock, so a second process on the same data dir fails instead of
+// hanging.
+func BoltStore(dir string, _ uint32) (Store, error) {
+	return raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+}

@@ -1,0 +1,19 @@
+package shard
+
+import "strconv"
+
+// Test-only views of a replica's Raft internals.
+
+// FirstLogIndex is the first index still in the replica's log (0 if empty):
+// everything before it was compacted into a snapshot.
+func (g *Group) FirstLogIndex() (uint64, error) { return g.logs.FirstIndex() }
+
+// SnapshotIndex is the index of the replica's latest snapshot (0 if none).
+func (g *Group) SnapshotIndex() uint64 {
+	i, _ := strconv.ParseUint(g.raft.Stats()["last_snapshot_index"], 10, 64)
+	return i
+}
+
+// ReadyTerm is the term in which the replica, as leader, has committed an
+// entry of its own; LinearizableRead uses the read index only then.
+func (g *Group) ReadyTerm() uint64 { return g.readyTerm.Load() }

@@ -1,0 +1,201 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Host is this node's replicas of every shard it holds, sharing one Mux.
+type Host struct {
+	cfg HostConfig
+
+	// opMu serializes Open, HasState and Close, which open and close
+	// stores (a bolt file can be opened once at a time).
+	opMu   sync.Mutex
+	mu     sync.Mutex // guards groups and closed
+	groups map[uint32]*Group
+	closed bool
+
+	changed notifier
+}
+
+// NewHost checks cfg and returns a Host with no replica open.
+func NewHost(cfg HostConfig) (*Host, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Host{cfg: c, groups: make(map[uint32]*Group)}, nil
+}
+
+// Open starts this node's replica of shard from its data directory: with
+// existing state it rejoins the shard (restoring the latest snapshot and
+// replaying the log once a leader tells it what is committed); without, it
+// waits to be bootstrapped (Group.Bootstrap) or added by a leader. Opening
+// an open shard returns its Group. It fails with ErrShutdown after Close.
+func (h *Host) Open(shard uint32) (*Group, error) {
+	h.opMu.Lock()
+	defer h.opMu.Unlock()
+	h.mu.Lock()
+	g, open, closed := h.groups[shard], h.groups[shard] != nil, h.closed
+	h.mu.Unlock()
+	switch {
+	case closed:
+		return nil, fmt.Errorf("shard %d: open: %w", shard, ErrShutdown)
+	case open:
+		return g, nil
+	}
+	g, err := openGroup(&h.cfg, shard, &h.changed)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.groups[shard] = g
+	h.mu.Unlock()
+	h.changed.notify()
+	return g, nil
+}
+
+// HasState reports whether this node has Raft state for shard on disk (a
+// log, a term or a snapshot), open or not, as raft.HasExistingState does.
+// It creates nothing for a shard never opened.
+func (h *Host) HasState(shard uint32) (bool, error) {
+	h.opMu.Lock()
+	defer h.opMu.Unlock()
+	if g, ok := h.Group(shard); ok {
+		return raft.HasExistingState(g.logs, g.store, g.snaps)
+	}
+	dir := shardDir(h.cfg.DataDir, shard)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	store, err := h.cfg.OpenStore(dir, shard)
+	if err != nil {
+		return false, fmt.Errorf("shard %d: %w", shard, err)
+	}
+	defer store.Close()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, nil)
+	if err != nil {
+		return false, fmt.Errorf("shard %d: %w", shard, err)
+	}
+	return raft.HasExistingState(store, store, snaps)
+}
+
+// Group returns the open replica of shard.
+func (h *Host) Group(shard uint32) (*Group, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g, ok := h.groups[shard]
+	return g, ok
+}
+
+// Groups returns the open replicas, sorted by shard.
+func (h *Host) Groups() []*Group {
+	h.mu.Lock()
+	out := make([]*Group, 0, len(h.groups))
+	for _, g := range h.groups {
+		out = append(out, g)
+	}
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Group) int { return int(a.shard) - int(b.shard) })
+	return out
+}
+
+// LeaderChanged returns a channel closed at the next change of any open
+// replica's Raft state or known leader, when a replica opens, and when the
+// Host closes. See Group.LeaderChanged.
+func (h *Host) LeaderChanged() <-chan struct{} { return h.changed.wait() }
+
+// TransferLeadershipAway moves every leadership this node holds to another
+// voter, all shards at once, and returns once this node leads nothing: what
+// a node does on SIGTERM before closing, so that clients see no election
+// timeout. Shards whose transfer fails, or that this node wins back, are
+// tried again until ctx ends; the error then joins the last failures and
+// ctx's error. A shard with no other voter cannot move: it is reported in
+// the error once the other shards have moved.
+func (h *Host) TransferLeadershipAway(ctx context.Context) error {
+	var stuck []error
+	for {
+		var leading []*Group
+		stuck = stuck[:0]
+		for _, g := range h.Groups() {
+			switch {
+			case !g.IsLeader():
+			case len(g.Info().Voters) < 2:
+				stuck = append(stuck, fmt.Errorf("shard %d: no other voter to take the lead", g.shard))
+			default:
+				leading = append(leading, g)
+			}
+		}
+		if len(leading) == 0 {
+			if err := errors.Join(stuck...); err != nil {
+				return fmt.Errorf("shard: moving leadership away: %w", err)
+			}
+			return nil
+		}
+		errs := make([]error, len(leading))
+		var wg sync.WaitGroup
+		for i, g := range leading {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = g.TransferLeadership(ctx, "")
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			errs = append(append(errs, stuck...), ctx.Err())
+			return fmt.Errorf("shard: moving leadership away: %w", errors.Join(errs...))
+		}
+		if err := errors.Join(errs...); err != nil {
+			h.cfg.Logger.Debug("leadership transfer failed; retrying", "err", err)
+			select {
+			case <-time.After(transferRetryPause):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// transferRetryPause spaces the attempts of TransferLeadershipAway.
+const transferRetryPause = 50 * time.Millisecond
+
+// Close shuts every replica down (raft shutdown, transport layer and store
+// closed), all at once, and returns their errors joined. Waiting proposals
+// return ErrIndeterminate with ErrShutdown. It does not close the Mux.
+// Further calls return nil.
+func (h *Host) Close() error {
+	h.opMu.Lock()
+	defer h.opMu.Unlock()
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	groups := make([]*Group, 0, len(h.groups))
+	for _, g := range h.groups {
+		groups = append(groups, g)
+	}
+	h.mu.Unlock()
+
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = g.close()
+		}()
+	}
+	wg.Wait()
+	h.changed.notify()
+	return errors.Join(errs...)
+}

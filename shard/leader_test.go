@@ -1,0 +1,189 @@
+package shard_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/frontdeskhq/frontdesk/fsm"
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+	"github.com/frontdeskhq/frontdesk/shard"
+	"github.com/frontdeskhq/frontdesk/shard/shardtest"
+)
+
+func TestTransferLeadership(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	leader := c.WaitForLeader(t, 0)
+	to := follower(t, c, 0, leader)
+	if err := leader.Group(0).TransferLeadership(ctx, to.ID); err != nil {
+		t.Fatalf("TransferLeadership(%s) on %s: %v", to.ID, leader.ID, err)
+	}
+	if got := c.WaitForLeader(t, 0); got != to {
+		t.Fatalf("after transferring to %s, %s leads", to.ID, got.ID)
+	}
+	if id := leader.Group(0).Info().LeaderID; id != to.ID {
+		t.Fatalf("old leader %s knows leader %q after the transfer, want %s", leader.ID, id, to.ID)
+	}
+
+	// To any voter.
+	if err := to.Group(0).TransferLeadership(ctx, ""); err != nil {
+		t.Fatalf("TransferLeadership(\"\") on %s: %v", to.ID, err)
+	}
+	c.WaitForNewLeader(t, 0, to)
+
+	now := c.WaitForLeader(t, 0)
+	if err := now.Group(0).TransferLeadership(ctx, "nobody"); !errors.Is(err, shard.ErrUnknownServer) {
+		t.Fatalf("TransferLeadership to an unknown server: got %v, want ErrUnknownServer", err)
+	}
+	if err := now.Group(0).TransferLeadership(ctx, now.ID); err != nil || !now.Group(0).IsLeader() {
+		t.Fatalf("TransferLeadership to itself: %v (leader: %v), want a no-op", err, now.Group(0).IsLeader())
+	}
+	other := follower(t, c, 0, now)
+	if err := other.Group(0).TransferLeadership(ctx, ""); !errors.Is(err, shard.ErrNotLeader) {
+		t.Fatalf("TransferLeadership on follower %s: got %v, want ErrNotLeader", other.ID, err)
+	}
+}
+
+func TestTransferLeadershipAway(t *testing.T) {
+	t.Parallel()
+	const shards = 4
+	c := shardtest.NewCluster(t, 3, shards)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Make node0 lead every shard first, so there is something to move.
+	for s := range c.Shards() {
+		if l := c.WaitForLeader(t, s); l != c.Node(0) {
+			if err := l.Group(s).TransferLeadership(ctx, c.Node(0).ID); err != nil {
+				t.Fatalf("shard %d: moving leadership to node0: %v", s, err)
+			}
+		}
+	}
+	for s := range c.Shards() {
+		if l := c.WaitForLeader(t, s); l != c.Node(0) {
+			t.Fatalf("shard %d: led by %s, want node0 before the test", s, l.ID)
+		}
+	}
+
+	start := time.Now()
+	if err := c.Node(0).Host().TransferLeadershipAway(ctx); err != nil {
+		t.Fatalf("TransferLeadershipAway: %v", err)
+	}
+	t.Logf("moved %d leaderships away in %v", shards, time.Since(start))
+	for _, g := range c.Node(0).Host().Groups() {
+		if g.IsLeader() {
+			t.Errorf("shard %d: node0 still leads after TransferLeadershipAway", g.Shard())
+		}
+	}
+	for s := range c.Shards() {
+		if l := c.WaitForLeader(t, s); l == c.Node(0) {
+			t.Errorf("shard %d: node0 leads again", s)
+		}
+		c.Propose(t, s, consult("m", "b"))
+	}
+}
+
+// TestTickEndsIdleSessions: the leader's ticks advance log time, so an
+// assigned session without activity ends by IDLE_TIMEOUT with no client
+// command at all.
+func TestTickEndsIdleSessions(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(20*time.Millisecond))
+	const idleMs = 300
+	setupMerchant(t, c, 0, "m", idleMs, 1, 5)
+	r := c.Propose(t, 0, consult("m", "b1"))[0]
+	if err := fsm.ResultError(r); err != nil || r.Outcome != pb.Outcome_OUTCOME_ASSIGNED {
+		t.Fatalf("consult: %v (err %v), want ASSIGNED", r, err)
+	}
+	start := time.Now()
+	shardtest.Eventually(t, shardtest.WaitTimeout, func() error {
+		for _, n := range c.Nodes() {
+			s, err := n.Group(0).FSM().Session("m", r.SessionId)
+			if err != nil {
+				return fmt.Errorf("%s: %v", n.ID, err)
+			}
+			if s.State != pb.SessionState_SESSION_STATE_ENDED {
+				return fmt.Errorf("%s: session %s is %v, want ENDED", n.ID, s.SessionId, s.State)
+			}
+			if s.EndReason != pb.EndReason_END_REASON_IDLE_TIMEOUT {
+				t.Fatalf("%s: session ended by %v, want IDLE_TIMEOUT", n.ID, s.EndReason)
+			}
+		}
+		return nil
+	})
+	if took := time.Since(start); took < idleMs*time.Millisecond/2 {
+		t.Fatalf("session ended %v after the consult, before its %d ms idle timeout", took, idleMs)
+	}
+	t.Logf("idle session ended by tick %v after the consult (idle timeout %d ms)", time.Since(start), idleMs)
+}
+
+// TestTicksFollowLeadership: the leader ticks with no client traffic, and
+// so does the next leader after a transfer.
+func TestTicksFollowLeadership(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(10*time.Millisecond))
+	leader := c.WaitForLeader(t, 0)
+	// Ticks alone move the log.
+	first := leader.Group(0).Info().CommitIndex
+	shardtest.Eventually(t, shardtest.WaitTimeout, func() error {
+		if got := leader.Group(0).Info().CommitIndex; got < first+5 {
+			return fmt.Errorf("commit index %d, want ≥ %d from ticks", got, first+5)
+		}
+		return nil
+	})
+	// Leadership moves; the new leader takes over the ticks.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := leader.Group(0).TransferLeadership(ctx, ""); err != nil {
+		t.Fatalf("TransferLeadership: %v", err)
+	}
+	next := c.WaitForNewLeader(t, 0, leader)
+	from := next.Group(0).Info().CommitIndex
+	shardtest.Eventually(t, shardtest.WaitTimeout, func() error {
+		if got := next.Group(0).Info().CommitIndex; got < from+5 {
+			return fmt.Errorf("commit index %d on the new leader, want ≥ %d from its ticks", got, from+5)
+		}
+		return nil
+	})
+}
+
+func TestLeaderChanged(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1)
+	leader := c.WaitForLeader(t, 0)
+	f := follower(t, c, 0, leader)
+	groupCh := f.Group(0).LeaderChanged()
+	hostCh := f.Host().LeaderChanged()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := leader.Group(0).TransferLeadership(ctx, ""); err != nil {
+		t.Fatalf("TransferLeadership: %v", err)
+	}
+	for name, ch := range map[string]<-chan struct{}{"Group": groupCh, "Host": hostCh} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("%s.LeaderChanged did not fire on %s when leadership moved", name, f.ID)
+		}
+	}
+	// Closing fires it too, and later calls return a closed channel.
+	ch := f.Group(0).LeaderChanged()
+	g := f.Group(0)
+	c.Kill(t, f.Index)
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		t.Fatalf("LeaderChanged did not fire when the replica closed")
+	}
+	select {
+	case <-g.LeaderChanged():
+	default:
+		t.Fatalf("LeaderChanged of a closed replica must be closed")
+	}
+}

@@ -1,0 +1,144 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/frontdeskhq/frontdesk/fsm"
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+)
+
+// Propose commits cmds to the shard as one log entry and returns the state
+// machine's results, one per command, in order. A business failure (an
+// unknown agent, a limit) is a result carrying an error (see
+// fsm.ResultError), not an error of Propose.
+//
+// Propose must run on the leader. An empty cmds proposes nothing and
+// returns nil results; a nil command is an error. Each command whose TimeUnixMs is 0 is
+// stamped, in place, with the leader's clock (time.Now().UnixMilli()); a
+// retry of the same commands keeps that time.
+//
+// Errors (see the package documentation): ErrNotLeader or ErrNoLeader
+// (as *NotLeaderError) if this replica does not lead, ctx's error if ctx
+// ended first — in both cases nothing was submitted; ErrIndeterminate once
+// the entry was submitted and its fate is unknown (leadership lost, ctx
+// ended, the replica closed), when callers must retry with the same request
+// ids; ErrShutdown once the replica is closed.
+func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	for i, c := range cmds {
+		if c == nil {
+			return nil, fmt.Errorf("shard %d: command %d is nil", g.shard, i)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, g.notSubmitted(ctx)
+	}
+	if g.isClosing() {
+		return nil, fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
+	}
+	if g.raft.State() != raft.Leader {
+		return nil, g.notLeader()
+	}
+	now := time.Now().UnixMilli()
+	for _, c := range cmds {
+		if c.TimeUnixMs == 0 {
+			c.TimeUnixMs = now
+		}
+	}
+	return g.prop.propose(ctx, cmds)
+}
+
+// proposer turns commands into committed log entries. It is the seam for
+// group commit across callers: a batching proposer packs the commands of
+// concurrent Propose calls into one entry and hands each caller its share
+// of the results, with the same error contract as Propose.
+type proposer interface {
+	propose(ctx context.Context, cmds []*pb.Command) ([]*pb.Result, error)
+}
+
+// direct submits each call's commands as one entry of its own.
+type direct struct{ g *Group }
+
+func (d direct) propose(ctx context.Context, cmds []*pb.Command) ([]*pb.Result, error) {
+	g := d.g
+	data, err := (&pb.Entry{Version: fsm.EntryVersion, Commands: cmds}).MarshalVT()
+	if err != nil {
+		return nil, fmt.Errorf("shard %d: encoding entry: %w", g.shard, err)
+	}
+	timeout, ok := enqueueTimeout(ctx)
+	if !ok {
+		return nil, g.notSubmitted(ctx)
+	}
+	fut := g.raft.Apply(data, timeout)
+	if err := g.await(ctx, fut); err != nil {
+		return nil, err
+	}
+	results, ok := fut.Response().([]*pb.Result)
+	if !ok || len(results) != len(cmds) {
+		return nil, fmt.Errorf("shard %d: state machine answered %T for %d commands", g.shard, fut.Response(), len(cmds))
+	}
+	return results, nil
+}
+
+// enqueueTimeout is how long raft may take to accept a submission: until
+// ctx's deadline, or without limit. It reports false if the deadline has
+// passed.
+func enqueueTimeout(ctx context.Context) (time.Duration, bool) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0, true
+	}
+	left := time.Until(d)
+	return left, left > 0
+}
+
+// await waits for a submitted write (an entry or a configuration change)
+// and returns its error in this package's terms: ErrIndeterminate if ctx
+// ends or the replica closes first.
+func (g *Group) await(ctx context.Context, fut raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return g.writeErr(err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w (shard %d): %w", ErrIndeterminate, g.shard, ctx.Err())
+	case <-g.closing:
+		return fmt.Errorf("%w (shard %d): %w", ErrIndeterminate, g.shard, ErrShutdown)
+	}
+}
+
+// awaitRead waits for a leadership check or barrier made for a read.
+func (g *Group) awaitRead(ctx context.Context, fut raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return g.readErr(err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shard %d: %w", g.shard, ctx.Err())
+	case <-g.closing:
+		return fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
+	}
+}
+
+func (g *Group) isClosing() bool {
+	select {
+	case <-g.closing:
+		return true
+	default:
+		return false
+	}
+}
