@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
 	"golang.org/x/net/http2"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
@@ -188,16 +189,69 @@ func TestBadInputOverTheWire(t *testing.T) {
 	}
 }
 
-// TestReflection: grpc reflection lists the services (grpcurl / buf curl).
+// TestReflection: gRPC reflection lists every service (what grpcurl and
+// buf curl use), over HTTP/2 as gRPC requires.
 func TestReflection(t *testing.T) {
 	n := startNode(t)
-	resp, err := http.Post("http://"+n.APIAddr()+"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-		"application/grpc", bytes.NewReader(nil))
+	rc := grpcreflect.NewClient(h2cClient(), "http://"+n.APIAddr())
+	stream := rc.NewStream(context.Background())
+	defer stream.Close()
+	names, err := stream.ListServices()
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		t.Fatal("reflection is not mounted")
+	got := map[string]bool{}
+	for _, n := range names {
+		got[string(n)] = true
+	}
+	for _, want := range []string{"frontdesk.v1.DispatchService", "frontdesk.v1.AgentService",
+		"frontdesk.v1.AdminService", "frontdesk.v1.EventService", "frontdesk.v1.ClusterService"} {
+		if !got[want] {
+			t.Errorf("reflection does not list %s (got %v)", want, names)
+		}
+	}
+}
+
+// TestOperatorEndpoints: health, readiness, Prometheus metrics with the
+// RPC and per-shard series, and pprof, all on the API port.
+func TestOperatorEndpoints(t *testing.T) {
+	n := startNode(t)
+	base := "http://" + n.APIAddr()
+	admin := frontdeskv1connect.NewAdminServiceClient(http.DefaultClient, base)
+	if _, err := admin.UpsertMerchant(context.Background(), connect.NewRequest(&pb.UpsertMerchantRequest{
+		RequestId: "r", Merchant: &pb.UpsertMerchant{MerchantId: "m"}})); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) string {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	get("/healthz")
+	get("/readyz")
+	metrics := get("/metrics")
+	for _, want := range []string{
+		`frontdesk_rpc_requests_total{code="ok",procedure="/frontdesk.v1.AdminService/UpsertMerchant"} 1`,
+		`frontdesk_rpc_duration_seconds_bucket{procedure="/frontdesk.v1.AdminService/UpsertMerchant"`,
+		`frontdesk_shard_raft_state{shard="0",state="Leader"} 1`,
+		`frontdesk_shard_commit_index{shard="3"}`,
+		`frontdesk_shard_apply_seconds_count`,
+		`frontdesk_sessions{shard="0",state="QUEUED"}`,
+		`frontdesk_queue_length{shard="1"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if !strings.Contains(get("/debug/pprof/"), "goroutine") {
+		t.Error("/debug/pprof/ does not list profiles")
 	}
 }

@@ -1,0 +1,67 @@
+package node
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParseFlags(t *testing.T) {
+	t.Run("defaults", func(t *testing.T) {
+		c, err := ParseFlags("x", []string{"--id", "a", "--data-dir", "/d"}, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.APIAddr != ":7420" || c.RaftAddr != ":7421" || c.GossipAddr != ":7422" || c.Shards != 16 || c.TickInterval != time.Second {
+			t.Fatalf("unexpected defaults: %+v", c)
+		}
+	})
+	t.Run("environment, flags win", func(t *testing.T) {
+		c, err := ParseFlags("x", []string{"--shards", "8"}, env(map[string]string{
+			"FRONTDESK_ID": "envid", "FRONTDESK_DATA_DIR": "/e", "FRONTDESK_SHARDS": "4",
+			"FRONTDESK_JOIN": "h1:7422, h2:7422", "FRONTDESK_BOOTSTRAP_EXPECT": "3",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ID != "envid" || c.DataDir != "/e" || c.Shards != 8 || c.BootstrapExpect != 3 ||
+			len(c.Join) != 2 || c.Join[1] != "h2:7422" {
+			t.Fatalf("got %+v", c)
+		}
+	})
+	t.Run("dev", func(t *testing.T) {
+		c, err := ParseFlags("x", []string{"--dev"}, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.APIAddr != "127.0.0.1:7420" || c.BootstrapExpect != 1 || c.ID != "dev" || c.DataDir != "" {
+			t.Fatalf("got %+v", c)
+		}
+		c, err = ParseFlags("x", []string{"--dev", "--api-addr", "127.0.0.1:9000"}, env(nil))
+		if err != nil || c.APIAddr != "127.0.0.1:9000" {
+			t.Fatalf("explicit flag lost in dev mode: %+v %v", c, err)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"no data dir", []string{"--id", "a"}, nil, "--data-dir is required"},
+		{"zero shards", []string{"--id", "a", "--data-dir", "/d", "--shards", "0"}, nil, "--shards"},
+		{"bad address", []string{"--id", "a", "--data-dir", "/d", "--api-addr", "nope"}, nil, "--api-addr"},
+		{"bad env", []string{"--id", "a", "--data-dir", "/d"}, map[string]string{"FRONTDESK_SHARDS": "many"}, "FRONTDESK_SHARDS"},
+		{"stray argument", []string{"--id", "a", "--data-dir", "/d", "extra"}, nil, "unexpected arguments"},
+		{"negative expect", []string{"--id", "a", "--data-dir", "/d", "--bootstrap-expect", "-1"}, nil, "--bootstrap-expect"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseFlags("x", tc.args, env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error mentioning %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
