@@ -8,8 +8,8 @@ import (
 
 	"connectrpc.com/connect"
 
-	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/fsm"
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/shard"
 )
 
