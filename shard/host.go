@@ -118,26 +118,21 @@ func (h *Host) LeaderChanged() <-chan struct{} { return h.changed.wait() }
 // a node does on SIGTERM before closing, so that clients see no election
 // timeout. Shards whose transfer fails, or that this node wins back, are
 // tried again until ctx ends; the error then joins the last failures and
-// ctx's error. A shard with no other voter cannot move: it is reported in
-// the error once the other shards have moved.
+// ctx's error. A shard with no other voter (a one-node cluster) has nobody
+// to hand the lead to and is left as it is; that is not an error.
 func (h *Host) TransferLeadershipAway(ctx context.Context) error {
-	var stuck []error
 	for {
 		var leading []*Group
-		stuck = stuck[:0]
 		for _, g := range h.Groups() {
 			switch {
 			case !g.IsLeader():
 			case len(g.Info().Voters) < 2:
-				stuck = append(stuck, fmt.Errorf("shard %d: no other voter to take the lead", g.shard))
+				// nobody to hand the lead to
 			default:
 				leading = append(leading, g)
 			}
 		}
 		if len(leading) == 0 {
-			if err := errors.Join(stuck...); err != nil {
-				return fmt.Errorf("shard: moving leadership away: %w", err)
-			}
 			return nil
 		}
 		errs := make([]error, len(leading))
@@ -151,7 +146,7 @@ func (h *Host) TransferLeadershipAway(ctx context.Context) error {
 		}
 		wg.Wait()
 		if ctx.Err() != nil {
-			errs = append(append(errs, stuck...), ctx.Err())
+			errs = append(errs, ctx.Err())
 			return fmt.Errorf("shard: moving leadership away: %w", errors.Join(errs...))
 		}
 		if err := errors.Join(errs...); err != nil {
