@@ -68,13 +68,14 @@ func h2cClient() *http.Client {
 	}}
 }
 
-// protocols runs each case over Connect and gRPC.
+// protocols runs each case over Connect, gRPC and gRPC-Web.
 var protocols = []struct {
 	name string
 	opts []connect.ClientOption
 }{
 	{"connect", nil},
 	{"grpc", []connect.ClientOption{connect.WithGRPC()}},
+	{"grpc-web", []connect.ClientOption{connect.WithGRPCWeb()}},
 }
 
 func fieldOf(err error) string {
