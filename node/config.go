@@ -28,6 +28,12 @@ type Config struct {
 	LogLevel        string        // --log-level: debug, info, warn, error
 	LogFormat       string        // --log-format: text or json
 
+	// Raft snapshots (0: raft's defaults). Small values make a replica that
+	// fell behind, or lost its data, catch up from a snapshot.
+	SnapshotThreshold uint64        // --snapshot-threshold: log entries between snapshots
+	SnapshotInterval  time.Duration // --snapshot-interval: how often the threshold is checked
+	TrailingLogs      uint64        // --trailing-logs: entries a snapshot leaves in the log
+
 	// Testing knobs (no flags).
 	FastRaft bool // tight Raft and gossip timings for tests on loopback
 }
@@ -51,6 +57,9 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	fs.DurationVar(&c.TickInterval, "tick", time.Second, "how often each shard leader advances the state machine's time")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", 0, "log entries since the last snapshot that make a shard take one (0: raft's default, 8192)")
+	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 0, "how often each shard checks --snapshot-threshold (0: raft's default, 120s)")
+	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", 0, "log entries a snapshot leaves behind for followers to catch up from (0: raft's default, 10240)")
 	// Environment first, so that flags given on the command line win.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {

@@ -102,7 +102,8 @@ func (n *Node) start() error {
 	if n.mux, err = transport.NewMux(n.raftLn, advAddr, transport.WithLogger(n.log.With("component", "raft-mux"))); err != nil {
 		return err
 	}
-	hc := shard.HostConfig{NodeID: n.cfg.ID, DataDir: n.dataDir, Mux: n.mux, Logger: n.log, TickInterval: n.cfg.TickInterval}
+	hc := shard.HostConfig{NodeID: n.cfg.ID, DataDir: n.dataDir, Mux: n.mux, Logger: n.log, TickInterval: n.cfg.TickInterval,
+		SnapshotThreshold: n.cfg.SnapshotThreshold, SnapshotInterval: n.cfg.SnapshotInterval, TrailingLogs: n.cfg.TrailingLogs}
 	if n.cfg.FastRaft {
 		hc.Raft = shard.FastTiming()
 	}
