@@ -69,10 +69,11 @@ func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
 	mux.Handle(frontdeskv1connect.NewAdminServiceHandler(&adminHandler{s}, opts...))
 	mux.Handle(frontdeskv1connect.NewEventServiceHandler(&eventHandler{s}, opts...))
 	mux.Handle(frontdeskv1connect.NewClusterServiceHandler(&clusterHandler{s}, opts...))
+	mux.Handle(frontdeskv1connect.NewReplicaServiceHandler(&replicaHandler{s}, opts...))
 	names := []string{
 		frontdeskv1connect.DispatchServiceName, frontdeskv1connect.AgentServiceName,
 		frontdeskv1connect.AdminServiceName, frontdeskv1connect.EventServiceName,
-		frontdeskv1connect.ClusterServiceName,
+		frontdeskv1connect.ClusterServiceName, frontdeskv1connect.ReplicaServiceName,
 	}
 	reflector := grpcreflect.NewStaticReflector(names...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
