@@ -65,6 +65,12 @@ type Options struct {
 	Shards int           // --shards (default 16)
 	Tick   time.Duration // --tick (default 1s)
 	Args   []string      // extra flags for every node
+	// Host, when set, is node i's IP address (default 127.0.0.1): all of
+	// the node's listeners bind to it and it advertises it.
+	Host func(i int) string
+	// Wrap, when set, is a command prefix that runs node i's process, e.g.
+	// "ip netns exec <ns>" (it must exec the node, keeping the pid).
+	Wrap func(i int) []string
 }
 
 // Node is one frontdeskd process.
@@ -122,12 +128,16 @@ func StartLocal(t testing.TB, n int, opts Options) *Local {
 	root := t.TempDir()
 	var gossip []string
 	for i := 0; i < n; i++ {
+		host := "127.0.0.1"
+		if opts.Host != nil {
+			host = opts.Host(i)
+		}
 		nd := &Node{
 			ID:         fmt.Sprintf("node%d", i+1),
 			DataDir:    filepath.Join(root, fmt.Sprintf("node%d", i+1)),
-			APIAddr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			RaftAddr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			GossipAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			APIAddr:    net.JoinHostPort(host, strconv.Itoa(freePort(t))),
+			RaftAddr:   net.JoinHostPort(host, strconv.Itoa(freePort(t))),
+			GossipAddr: net.JoinHostPort(host, strconv.Itoa(freePort(t))),
 			LogPath:    filepath.Join(root, fmt.Sprintf("node%d.log", i+1)),
 		}
 		gossip = append(gossip, nd.GossipAddr)
@@ -181,7 +191,11 @@ func (c *Local) Start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(c.bin, nd.args...)
+	argv := append([]string{c.bin}, nd.args...)
+	if c.opts.Wrap != nil {
+		argv = append(c.opts.Wrap(i), argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
