@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/frontdeskhq/frontdesk/client"
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+)
+
+// clusterTarget runs W1 through the Go client against a cluster.
+type clusterTarget struct {
+	cl     *client.Client
+	addrs  []string
+	counts *retryCounter
+}
+
+// dialCluster connects the client to any of addrs.
+func dialCluster(ctx context.Context, addrs []string, callTimeout time.Duration) (*clusterTarget, error) {
+	counts := &retryCounter{}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cl, err := client.New(cctx, addrs,
+		client.WithCallTimeout(callTimeout),
+		client.WithRetry(10*time.Millisecond, 100*time.Millisecond),
+		client.WithLogger(slog.New(counts)))
+	if err != nil {
+		return nil, err
+	}
+	return &clusterTarget{cl: cl, addrs: addrs, counts: counts}, nil
+}
+
+func (t *clusterTarget) close() { t.cl.Close() }
+
+func (t *clusterTarget) setup(ctx context.Context, cmds []*pb.Command) error {
+	for _, c := range cmds {
+		cctx := client.WithRequestID(ctx, c.RequestId)
+		var err error
+		switch b := c.Body.(type) {
+		case *pb.Command_UpsertMerchant:
+			_, err = t.cl.UpsertMerchant(cctx, b.UpsertMerchant)
+		case *pb.Command_UpsertGroup:
+			_, err = t.cl.UpsertGroup(cctx, b.UpsertGroup)
+		case *pb.Command_UpsertAgent:
+			_, err = t.cl.UpsertAgent(cctx, b.UpsertAgent)
+		case *pb.Command_SetAgentStatus:
+			_, err = t.cl.SetStatus(cctx, b.SetAgentStatus.MerchantId, b.SetAgentStatus.AgentId, b.SetAgentStatus.Status)
+		default:
+			err = fmt.Errorf("no client call for %T", c.Body)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *clusterTarget) consult(ctx context.Context, merchant, buyer string) (*pb.Result, error) {
+	r, err := t.cl.Consult(ctx, &pb.Consult{MerchantId: merchant, BuyerId: buyer})
+	if errors.Is(err, client.ErrBusy) {
+		return r, nil
+	}
+	return r, err
+}
+
+func (t *clusterTarget) end(ctx context.Context, merchant, session string) error {
+	_, err := t.cl.End(ctx, merchant, session, pb.EndReason_END_REASON_AGENT_ENDED)
+	return err
+}
+
+func (t *clusterTarget) retries() int64 { return t.counts.retries.Load() }
+
+func (t *clusterTarget) shardOf(merchant string) uint32 { return t.cl.ShardOf(merchant) }
+
+// retryCounter is the client's logger: it counts the client's "retrying"
+// debug records (one per repeated attempt) and drops everything else.
+type retryCounter struct{ retries atomic.Int64 }
+
+func (h *retryCounter) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *retryCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "retrying" {
+		h.retries.Add(1)
+	}
+	return nil
+}
+
+func (h *retryCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *retryCounter) WithGroup(string) slog.Handler      { return h }
+
+var plainHTTP = &http.Client{Timeout: 3 * time.Second}
+
+// shardMapOf asks the node at addr for its view of every shard.
+func shardMapOf(ctx context.Context, addr string) (*pb.GetShardMapResponse, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	cl := frontdeskv1connect.NewClusterServiceClient(plainHTTP, addr)
+	res, err := cl.GetShardMap(ctx, connect.NewRequest(&pb.GetShardMapRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}
+
+// terms returns each shard's highest term any reachable node reports.
+func terms(ctx context.Context, addrs []string) ([]uint64, error) {
+	var out []uint64
+	var errs []error
+	for _, a := range addrs {
+		m, err := shardMapOf(ctx, a)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, si := range m.ShardInfos {
+			for int(si.Shard) >= len(out) {
+				out = append(out, 0)
+			}
+			out[si.Shard] = max(out[si.Shard], si.Term)
+		}
+	}
+	if out == nil {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// termGrowth is the sum over shards of how much their terms grew.
+func termGrowth(before, after []uint64) int64 {
+	var n int64
+	for i := range min(len(before), len(after)) {
+		if after[i] > before[i] {
+			n += int64(after[i] - before[i])
+		}
+	}
+	return n
+}

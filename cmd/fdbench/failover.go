@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// failoverReport is the JSON of `fdbench failover`: W1 over the whole run
+// (the calm phase and the kills), the unavailability windows of the
+// killed shard, and the leader changes of the calm phase.
+type failoverReport struct {
+	result
+	Shard      uint32 `json:"shard"`
+	Kills      int    `json:"kills"`
+	FailoverMs struct {
+		P50     float64   `json:"p50"`
+		P99     float64   `json:"p99"`
+		Max     float64   `json:"max"`
+		Samples []float64 `json:"samples"`
+	} `json:"failover_ms"`
+	// Nodes and Bench (in result) are measured in the calm phase.
+	// Unrecovered counts kills after which the shard served nothing
+	// within 30 s (each is a 30,000 ms sample).
+	Unrecovered int `json:"unrecovered"`
+	// Calm is the phase without faults before the first kill: its
+	// leader changes are spurious elections; its nodes' CPU and memory
+	// are reported there (pids change with every restart afterwards).
+	Calm struct {
+		Seconds           float64     `json:"seconds"`
+		SpuriousElections int64       `json:"spurious_elections"`
+		Nodes             []procUsage `json:"nodes"`
+	} `json:"calm"`
+}
+
+// recovery watches one shard's ops for the first success after a kill.
+type recovery struct {
+	shard uint32
+	armed atomic.Int64 // the kill's time (Unix ns); 0: not armed
+	back  atomic.Int64 // end of the first op on the shard started after it
+}
+
+func (r *recovery) ack(shard uint32, start, end time.Time) {
+	k := r.armed.Load()
+	if shard != r.shard || k == 0 || start.UnixNano() < k {
+		return
+	}
+	r.back.CompareAndSwap(0, end.UnixNano())
+}
+
+// maxRecovery bounds the wait for a shard to serve again after a kill.
+const maxRecovery = 30 * time.Second
+
+func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	e, err := openCluster(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	rep := failoverReport{Kills: o.kills}
+	rep.Shard = e.t.shardOf(merchantID(0))
+	if o.shard >= 0 {
+		rep.Shard = uint32(o.shard)
+	}
+	rec := &recovery{shard: rep.Shard}
+	stop := make(chan struct{})
+	ro := runOpts{conc: o.conc, warmup: o.warmup, surge: o.surge, opTimeout: o.opTimeout,
+		progress: stderr, label: "failover ", ack: rec.ack, stop: stop}
+	done := make(chan measured, 1)
+	go func() { done <- runW1(ctx, e.t, ro) }()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}()
+	sleep(ctx, o.warmup)
+
+	// Calm: W1 without faults; every term change is a spurious election.
+	names, pids := e.local.pids()
+	termsOf := func() []uint64 {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		t, _ := terms(tctx, e.t.addrs)
+		return t
+	}
+	w := newWindow(names, pids, termsOf)
+	w.begin()
+	calmStart := time.Now()
+	sleep(ctx, o.calm)
+	var calm result
+	w.finish(&calm, termsOf)
+	rep.Calm.Seconds = time.Since(calmStart).Seconds()
+	rep.Calm.Nodes = calm.Nodes
+	if calm.LeaderChanges != nil {
+		rep.Calm.SpuriousElections = *calm.LeaderChanges
+	}
+	fmt.Fprintf(stderr, "fdbench: calm phase: %d leader changes in %.0f s\n", rep.Calm.SpuriousElections, rep.Calm.Seconds)
+
+	var windows []time.Duration
+	for k := 0; k < o.kills && ctx.Err() == nil; k++ {
+		leader := -1
+		for deadline := time.Now().Add(maxRecovery); leader < 0 && time.Now().Before(deadline) && ctx.Err() == nil; {
+			if leader = e.local.leaderOf(ctx, rep.Shard); leader < 0 {
+				sleep(ctx, 20*time.Millisecond)
+			}
+		}
+		if leader < 0 {
+			return fmt.Errorf("kill %d: shard %d has no leader", k+1, rep.Shard)
+		}
+		rec.back.Store(0)
+		killedAt := time.Now()
+		rec.armed.Store(killedAt.UnixNano())
+		e.local.kill(leader)
+		var win time.Duration
+		for {
+			if b := rec.back.Load(); b != 0 {
+				win = time.Unix(0, b).Sub(killedAt)
+				break
+			}
+			if time.Since(killedAt) > maxRecovery || ctx.Err() != nil {
+				win = maxRecovery
+				rep.Unrecovered++
+				break
+			}
+			sleep(ctx, 2*time.Millisecond)
+		}
+		rec.armed.Store(0)
+		windows = append(windows, win)
+		fmt.Fprintf(stderr, "fdbench: kill %d: %s led shard %d; shard served again after %v\n",
+			k+1, e.local.nodes[leader].id, rep.Shard, win.Round(time.Millisecond))
+		if err := e.local.start(leader); err != nil {
+			return err
+		}
+		if err := e.local.waitReady(ctx, 90*time.Second); err != nil {
+			return err
+		}
+		sleep(ctx, o.interval)
+	}
+	close(stop)
+	m := <-done
+	rep.result = newResult("failover", ro, int(e.t.cl.Shards()), m)
+	rep.Nodes, rep.Bench = calm.Nodes, calm.Bench // pids change with restarts: the calm phase's
+	rep.LoadAvg.Start, rep.LoadAvg.End = w.load0, loadAvg()
+	slices.Sort(windows)
+	for _, d := range windows {
+		rep.FailoverMs.Samples = append(rep.FailoverMs.Samples, ms(d))
+	}
+	if len(windows) > 0 {
+		rep.FailoverMs.P50 = ms(quantile(windows, 0.5))
+		rep.FailoverMs.P99 = ms(quantile(windows, 0.99))
+		rep.FailoverMs.Max = ms(windows[len(windows)-1])
+	}
+	if o.json {
+		return printJSON(stdout, rep)
+	}
+	printTable(stdout, rep.result)
+	fmt.Fprintf(stdout, "\nshard %d, %d kills: failover p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d unrecovered within %v)\n",
+		rep.Shard, len(windows), rep.FailoverMs.P50, rep.FailoverMs.P99, rep.FailoverMs.Max, rep.Unrecovered, maxRecovery)
+	fmt.Fprintf(stdout, "samples ms: %v\n", rep.FailoverMs.Samples)
+	fmt.Fprintf(stdout, "calm phase: %d leader changes in %.0f s\n", rep.Calm.SpuriousElections, rep.Calm.Seconds)
+	return nil
+}
+
+// quantile is the nearest-rank q-quantile of sorted durations.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// options are every command's flags (each command uses its share).
+type options struct {
+	conc      int
+	duration  time.Duration
+	warmup    time.Duration
+	surge     bool
+	json      bool
+	opTimeout time.Duration
+	setupConc int
+
+	addrs      []string
+	local      int
+	shards     int
+	frontdeskd string
+	keep       bool
+
+	groups    int // ceiling
+	vsCeiling bool
+	rounds    int
+
+	kills    int // failover
+	shard    int
+	calm     time.Duration
+	interval time.Duration
+}
+
+func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
+	switch cmd {
+	case "w1", "ceiling", "failover":
+	default:
+		fmt.Fprint(stderr, usage)
+		return nil, fmt.Errorf("unknown command %q", cmd)
+	}
+	o := &options{}
+	fs := flag.NewFlagSet("fdbench "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.conc, "c", 64, "concurrency: clients looping over W1 at once")
+	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before the measured window (not counted)")
+	fs.BoolVar(&o.surge, "surge", false, "surge variant: the top 10 merchants ramp to 20× their share over 60 s")
+	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of the table")
+	fs.DurationVar(&o.opTimeout, "op-timeout", 10*time.Second, "give up on one op (retries included) after this long; counted as an error")
+	fs.IntVar(&o.setupConc, "setup-c", 32, "concurrency of the setup of W1's 1,000 merchants")
+	if cmd != "ceiling" {
+		fs.Func("addr", "comma-separated API addresses of a running cluster (host:port)", func(s string) error {
+			for _, a := range strings.Split(s, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					o.addrs = append(o.addrs, a)
+				}
+			}
+			return nil
+		})
+		fs.IntVar(&o.local, "local", 0, "start this many frontdeskd processes on 127.0.0.1 (killed at the end)")
+		fs.IntVar(&o.shards, "shards", 16, "with --local: the cluster's shard count")
+		fs.StringVar(&o.frontdeskd, "frontdeskd", "", "with --local: the frontdeskd binary (default: go build it from this module)")
+		fs.BoolVar(&o.keep, "keep", false, "with --local: keep the nodes' data dirs and logs")
+	}
+	if cmd != "failover" {
+		fs.IntVar(&o.groups, "groups", 1, "ceiling: raft groups (merchants spread over them like over shards)")
+	}
+	if cmd == "w1" {
+		fs.BoolVar(&o.vsCeiling, "vs-ceiling", false, "also run the ceiling, alternating with W1, and print the ratio")
+		fs.IntVar(&o.rounds, "rounds", 2, "with --vs-ceiling: how many W1 + ceiling pairs")
+	}
+	if cmd == "failover" {
+		fs.IntVar(&o.kills, "kills", 5, "how many times to SIGKILL the shard's leader")
+		fs.IntVar(&o.shard, "shard", -1, "the shard whose leader is killed (default: the hottest merchant's)")
+		fs.DurationVar(&o.calm, "calm", 10*time.Second, "W1 without faults first, counting leader changes")
+		fs.DurationVar(&o.interval, "interval", 3*time.Second, "load between a restarted node being ready and the next kill")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	switch {
+	case o.conc < 1:
+		return nil, errors.New("-c must be at least 1")
+	case o.duration <= 0:
+		return nil, errors.New("-d must be positive")
+	case o.warmup < 0:
+		return nil, errors.New("--warmup must not be negative")
+	case o.groups < 1 && cmd != "failover":
+		return nil, errors.New("--groups must be at least 1")
+	case cmd == "w1" && o.local == 0 && len(o.addrs) == 0:
+		return nil, errors.New("w1 needs --addr or --local")
+	case cmd == "failover" && o.local == 0:
+		return nil, errors.New("failover needs --local (it kills and restarts the nodes)")
+	case o.local > 0 && len(o.addrs) > 0:
+		return nil, errors.New("--addr and --local exclude each other")
+	case o.vsCeiling && o.rounds < 1:
+		return nil, errors.New("--rounds must be at least 1")
+	}
+	return o, nil
+}

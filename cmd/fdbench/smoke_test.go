@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+)
+
+// checkJSON decodes one result object and checks the fields the issue
+// asks for.
+func checkJSON(t *testing.T, out []byte, nodes int) map[string]any {
+	t.Helper()
+	var r map[string]any
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("--json printed something that is not one JSON object: %v\n%s", err, out)
+	}
+	for _, k := range []string{"ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "errors", "retries", "ops"} {
+		if _, ok := r[k].(float64); !ok {
+			t.Errorf("JSON field %q is %v, want a number", k, r[k])
+		}
+	}
+	if ops, _ := r["ops"].(float64); ops <= 0 {
+		t.Errorf("ops = %v, want > 0", r["ops"])
+	}
+	if p50, p99 := r["p50_ms"].(float64), r["p99_ms"].(float64); p50 <= 0 || p99 < p50 {
+		t.Errorf("p50 %v ms, p99 %v ms: want 0 < p50 <= p99", p50, p99)
+	}
+	ns, _ := r["nodes"].([]any)
+	if len(ns) != nodes {
+		t.Fatalf("nodes = %v, want %d entries", r["nodes"], nodes)
+	}
+	for i, n := range ns {
+		m, _ := n.(map[string]any)
+		cpu, ok1 := m["cpu_cores"].(float64)
+		rss, ok2 := m["rss_mib"].(float64)
+		if !ok1 || !ok2 || cpu <= 0 || rss <= 0 {
+			t.Errorf("node %d: cpu_cores %v, rss_mib %v; want both > 0", i, m["cpu_cores"], m["rss_mib"])
+		}
+	}
+	return r
+}
+
+// TestW1LocalSmoke runs `fdbench w1 --local 3 -d 3s -c 8 --json`: three
+// real frontdeskd processes built from this module, or the binary named by
+// $FDBENCH_FRONTDESKD.
+func TestW1LocalSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds frontdeskd and starts three processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	args := []string{"w1", "--local", "3", "-d", "3s", "-c", "8", "--json", "--warmup", "500ms", "--setup-c", "64"}
+	if bin := os.Getenv("FDBENCH_FRONTDESKD"); bin != "" {
+		args = append(args, "--frontdeskd", bin)
+	}
+	var out, errs bytes.Buffer
+	err := run(ctx, args, &out, &errs)
+	t.Logf("stderr:\n%s", errs.String())
+	if err != nil {
+		t.Fatalf("fdbench w1: %v", err)
+	}
+	r := checkJSON(t, out.Bytes(), 3)
+	if r["mode"] != "w1" || r["shards"] != 16.0 {
+		t.Errorf("mode %v, shards %v; want w1 and 16", r["mode"], r["shards"])
+	}
+	if r["errors"] != 0.0 {
+		t.Errorf("errors = %v (last: %v), want 0 on a healthy cluster", r["errors"], r["last_error"])
+	}
+}
+
+// TestCeilingSmoke runs `fdbench ceiling -d 2s -c 8 --json`.
+func TestCeilingSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-voter raft cluster on disk")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errs bytes.Buffer
+	err := run(ctx, []string{"ceiling", "-d", "2s", "-c", "8", "--json", "--warmup", "0"}, &out, &errs)
+	t.Logf("stderr:\n%s", errs.String())
+	if err != nil {
+		t.Fatalf("fdbench ceiling: %v", err)
+	}
+	r := checkJSON(t, out.Bytes(), 1)
+	if r["mode"] != "ceiling" || r["errors"] != 0.0 {
+		t.Errorf("mode %v, errors %v; want ceiling and 0", r["mode"], r["errors"])
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"nope"},
+		{"w1"},                                // neither --addr nor --local
+		{"w1", "--local", "3", "--addr", "x"}, // both
+		{"w1", "--local", "3", "-c", "0"},
+		{"failover", "--addr", "127.0.0.1:1"}, // failover must start its nodes
+		{"ceiling", "--groups", "0"},
+	} {
+		var out, errs bytes.Buffer
+		if err := run(context.Background(), args, &out, &errs); err == nil {
+			t.Errorf("fdbench %v: no error", args)
+		}
+	}
+}
