@@ -17,7 +17,8 @@ var errNoReplica = errors.New("dispatch: no replica of the shard on this node")
 
 // toConnect is the one table that turns errors from fsm and shard into
 // Connect errors. Validation → InvalidArgument; unknown merchant, agent,
-// session → NotFound; limit and state conflicts → FailedPrecondition; not
+// session → NotFound; limit and state conflicts → FailedPrecondition; an
+// agent acting on another agent's session → PermissionDenied; not
 // leader, no leader, indeterminate, shutting down → Unavailable with a
 // LeaderHint; context → Canceled/DeadlineExceeded; anything else →
 // Internal, logged.
@@ -72,6 +73,8 @@ func fsmError(fe *fsm.Error) *connect.Error {
 		code, reason = connect.CodeFailedPrecondition, "conflict"
 	case errors.Is(fe, fsm.ErrUnknownCommand):
 		code, reason = connect.CodeUnimplemented, "unknown_command"
+	case errors.Is(fe, fsm.ErrForbidden):
+		code, reason = connect.CodePermissionDenied, "forbidden"
 	}
 	ce := connect.NewError(code, fe)
 	if d, err := connect.NewErrorDetail(&pb.FieldError{Field: fe.Field, Reason: reason}); err == nil {

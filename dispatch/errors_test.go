@@ -36,6 +36,7 @@ func TestErrorTable(t *testing.T) {
 		{"limit", fe(pb.ErrorCode_ERROR_CODE_LIMIT), connect.CodeFailedPrecondition, "agent_id", "limit", false, false},
 		{"conflict", fe(pb.ErrorCode_ERROR_CODE_CONFLICT), connect.CodeFailedPrecondition, "agent_id", "conflict", false, false},
 		{"unknown command", fe(pb.ErrorCode_ERROR_CODE_UNKNOWN_COMMAND), connect.CodeUnimplemented, "agent_id", "unknown_command", false, false},
+		{"forbidden", fe(pb.ErrorCode_ERROR_CODE_FORBIDDEN), connect.CodePermissionDenied, "agent_id", "forbidden", false, false},
 		{"compacted", fsm.ErrCompacted, connect.CodeFailedPrecondition, "", "", false, false},
 		{"not leader", &shard.NotLeaderError{Shard: 3, LeaderID: "n2"}, connect.CodeUnavailable, "", "", true, false},
 		{"no leader", fmt.Errorf("x: %w", shard.ErrNoLeader), connect.CodeUnavailable, "", "", true, false},

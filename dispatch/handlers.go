@@ -5,6 +5,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/frontdeskhq/frontdesk/auth"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
 
@@ -37,6 +38,7 @@ func (h *dispatchHandler) Transfer(ctx context.Context, req *connect.Request[pb.
 	if t == nil {
 		return nil, invalidArg("transfer", "must be set")
 	}
+	t.ActorAgentId = auth.ActingAgent(ctx)
 	res, err := h.s.write(ctx, t.MerchantId, &pb.Command{RequestId: req.Msg.RequestId, Body: &pb.Command_Transfer{Transfer: t}})
 	if err != nil {
 		return nil, err
@@ -47,7 +49,7 @@ func (h *dispatchHandler) Transfer(ctx context.Context, req *connect.Request[pb.
 func (h *dispatchHandler) End(ctx context.Context, req *connect.Request[pb.EndRequest]) (*connect.Response[pb.EndResponse], error) {
 	m := req.Msg
 	res, err := h.s.write(ctx, m.MerchantId, &pb.Command{RequestId: m.RequestId, Body: &pb.Command_End{
-		End: &pb.End{MerchantId: m.MerchantId, SessionId: m.SessionId, Reason: m.Reason}}})
+		End: &pb.End{MerchantId: m.MerchantId, SessionId: m.SessionId, Reason: m.Reason, ActorAgentId: auth.ActingAgent(ctx)}}})
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +59,7 @@ func (h *dispatchHandler) End(ctx context.Context, req *connect.Request[pb.EndRe
 func (h *dispatchHandler) FirstReply(ctx context.Context, req *connect.Request[pb.FirstReplyRequest]) (*connect.Response[pb.FirstReplyResponse], error) {
 	m := req.Msg
 	res, err := h.s.write(ctx, m.MerchantId, &pb.Command{RequestId: m.RequestId, Body: &pb.Command_FirstReply{
-		FirstReply: &pb.FirstReply{MerchantId: m.MerchantId, SessionId: m.SessionId}}})
+		FirstReply: &pb.FirstReply{MerchantId: m.MerchantId, SessionId: m.SessionId, ActorAgentId: auth.ActingAgent(ctx)}}})
 	if err != nil {
 		return nil, err
 	}

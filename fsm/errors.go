@@ -22,6 +22,8 @@ var (
 	ErrConflict = errors.New("fsm: conflict with current state")
 	// ErrUnknownCommand: the command body is not known to this version.
 	ErrUnknownCommand = errors.New("fsm: unknown command")
+	// ErrForbidden: the acting agent (actor_agent_id) is not the session's agent.
+	ErrForbidden = errors.New("fsm: not the acting agent's session")
 )
 
 // Error is a failed command: which sentinel, which field and why. A command
@@ -52,6 +54,8 @@ func sentinel(c pb.ErrorCode) error {
 		return ErrLimit
 	case pb.ErrorCode_ERROR_CODE_CONFLICT:
 		return ErrConflict
+	case pb.ErrorCode_ERROR_CODE_FORBIDDEN:
+		return ErrForbidden
 	default:
 		return ErrUnknownCommand
 	}
@@ -79,6 +83,15 @@ func conflict(field, format string, args ...any) *Error {
 
 func limitErr(field, format string, args ...any) *Error {
 	return &Error{Code: pb.ErrorCode_ERROR_CODE_LIMIT, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// checkActor enforces actor_agent_id: when set, the session must be that agent's.
+func checkActor(actor string, s *session) *Error {
+	if actor != "" && s.AgentId != actor {
+		return &Error{Code: pb.ErrorCode_ERROR_CODE_FORBIDDEN, Field: "session_id",
+			Message: fmt.Sprintf("session %q is not agent %q's", s.SessionId, actor)}
+	}
+	return nil
 }
 
 func errResult(e *Error) *pb.Result {

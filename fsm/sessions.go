@@ -491,6 +491,9 @@ func (f *FSM) applyTransfer(c *pb.Transfer) (*pb.Result, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	if e := checkActor(c.ActorAgentId, s); e != nil {
+		return nil, e
+	}
 	if s.State != pb.SessionState_SESSION_STATE_ASSIGNED && s.State != pb.SessionState_SESSION_STATE_QUEUED {
 		return nil, conflict("session_id", "session %q is %s; only ASSIGNED or QUEUED sessions transfer", s.SessionId, s.State)
 	}
@@ -543,6 +546,9 @@ func (f *FSM) applyEnd(c *pb.End) (*pb.Result, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	if e := checkActor(c.ActorAgentId, s); e != nil {
+		return nil, e
+	}
 	if c.Reason == pb.EndReason_END_REASON_BOT_RESOLVED {
 		if s.State != pb.SessionState_SESSION_STATE_BOT {
 			return nil, conflict("reason", "BOT_RESOLVED ends only sessions with the bot; session %q is %s", s.SessionId, s.State)
@@ -562,6 +568,9 @@ func (f *FSM) applyFirstReply(c *pb.FirstReply) (*pb.Result, *Error) {
 	s, err := f.session(m, c.SessionId)
 	if err != nil {
 		return nil, err
+	}
+	if e := checkActor(c.ActorAgentId, s); e != nil {
+		return nil, e
 	}
 	if s.State != pb.SessionState_SESSION_STATE_ASSIGNED {
 		return nil, conflict("session_id", "session %q is %s; only an agent's session gets a first reply", s.SessionId, s.State)

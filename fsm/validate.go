@@ -105,7 +105,8 @@ func validate(c *pb.Command) *Error {
 	case *pb.Command_Transfer:
 		t := b.Transfer
 		if e := firstErr(checkID("merchant_id", t.MerchantId), checkID("session_id", t.SessionId),
-			checkOptID("to_agent_id", t.ToAgentId), checkOptID("to_group_id", t.ToGroupId)); e != nil {
+			checkOptID("to_agent_id", t.ToAgentId), checkOptID("to_group_id", t.ToGroupId),
+			checkOptID("actor_agent_id", t.ActorAgentId)); e != nil {
 			return e
 		}
 		if (t.ToAgentId == "") == (t.ToGroupId == "") {
@@ -114,7 +115,8 @@ func validate(c *pb.Command) *Error {
 		return nil
 	case *pb.Command_End:
 		e := b.End
-		if err := firstErr(checkID("merchant_id", e.MerchantId), checkID("session_id", e.SessionId)); err != nil {
+		if err := firstErr(checkID("merchant_id", e.MerchantId), checkID("session_id", e.SessionId),
+			checkOptID("actor_agent_id", e.ActorAgentId)); err != nil {
 			return err
 		}
 		switch e.Reason {
@@ -123,7 +125,8 @@ func validate(c *pb.Command) *Error {
 		}
 		return invalid("reason", "must be BOT_RESOLVED, AGENT_ENDED or BUYER_LEFT, got %d", int32(e.Reason))
 	case *pb.Command_FirstReply:
-		return firstErr(checkID("merchant_id", b.FirstReply.MerchantId), checkID("session_id", b.FirstReply.SessionId))
+		return firstErr(checkID("merchant_id", b.FirstReply.MerchantId), checkID("session_id", b.FirstReply.SessionId),
+			checkOptID("actor_agent_id", b.FirstReply.ActorAgentId))
 	case *pb.Command_PullNext:
 		return firstErr(checkID("merchant_id", b.PullNext.MerchantId), checkID("agent_id", b.PullNext.AgentId))
 	case *pb.Command_Tick:

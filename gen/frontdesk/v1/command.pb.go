@@ -369,6 +369,7 @@ const (
 	ErrorCode_ERROR_CODE_LIMIT           ErrorCode = 3 // an agent at its reception limit or not available
 	ErrorCode_ERROR_CODE_CONFLICT        ErrorCode = 4 // the state does not allow the command
 	ErrorCode_ERROR_CODE_UNKNOWN_COMMAND ErrorCode = 5
+	ErrorCode_ERROR_CODE_FORBIDDEN       ErrorCode = 6 // the acting agent may not touch this session
 )
 
 // Enum value maps for ErrorCode.
@@ -380,6 +381,7 @@ var (
 		3: "ERROR_CODE_LIMIT",
 		4: "ERROR_CODE_CONFLICT",
 		5: "ERROR_CODE_UNKNOWN_COMMAND",
+		6: "ERROR_CODE_FORBIDDEN",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":     0,
@@ -388,6 +390,7 @@ var (
 		"ERROR_CODE_LIMIT":           3,
 		"ERROR_CODE_CONFLICT":        4,
 		"ERROR_CODE_UNKNOWN_COMMAND": 5,
+		"ERROR_CODE_FORBIDDEN":       6,
 	}
 )
 
@@ -2003,8 +2006,11 @@ type Transfer struct {
 	MerchantId string                 `protobuf:"bytes,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
 	SessionId  string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// exactly one of to_agent_id and to_group_id
-	ToAgentId     string `protobuf:"bytes,3,opt,name=to_agent_id,json=toAgentId,proto3" json:"to_agent_id,omitempty"`
-	ToGroupId     string `protobuf:"bytes,4,opt,name=to_group_id,json=toGroupId,proto3" json:"to_group_id,omitempty"`
+	ToAgentId string `protobuf:"bytes,3,opt,name=to_agent_id,json=toAgentId,proto3" json:"to_agent_id,omitempty"`
+	ToGroupId string `protobuf:"bytes,4,opt,name=to_group_id,json=toGroupId,proto3" json:"to_group_id,omitempty"`
+	// actor_agent_id, when set, is the agent making the call: the session
+	// must be theirs (set by the API from an agent's token).
+	ActorAgentId  string `protobuf:"bytes,5,opt,name=actor_agent_id,json=actorAgentId,proto3" json:"actor_agent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2067,13 +2073,22 @@ func (x *Transfer) GetToGroupId() string {
 	return ""
 }
 
+func (x *Transfer) GetActorAgentId() string {
+	if x != nil {
+		return x.ActorAgentId
+	}
+	return ""
+}
+
 type End struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	MerchantId string                 `protobuf:"bytes,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
 	SessionId  string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// reason: BOT_RESOLVED, AGENT_ENDED or BUYER_LEFT; the others are the state
 	// machine's own.
-	Reason        EndReason `protobuf:"varint,3,opt,name=reason,proto3,enum=frontdesk.v1.EndReason" json:"reason,omitempty"`
+	Reason EndReason `protobuf:"varint,3,opt,name=reason,proto3,enum=frontdesk.v1.EndReason" json:"reason,omitempty"`
+	// actor_agent_id: see Transfer.
+	ActorAgentId  string `protobuf:"bytes,4,opt,name=actor_agent_id,json=actorAgentId,proto3" json:"actor_agent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2129,10 +2144,19 @@ func (x *End) GetReason() EndReason {
 	return EndReason_END_REASON_UNSPECIFIED
 }
 
+func (x *End) GetActorAgentId() string {
+	if x != nil {
+		return x.ActorAgentId
+	}
+	return ""
+}
+
 type FirstReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MerchantId    string                 `protobuf:"bytes,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
-	SessionId     string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	MerchantId string                 `protobuf:"bytes,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	SessionId  string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// actor_agent_id: see Transfer.
+	ActorAgentId  string `protobuf:"bytes,3,opt,name=actor_agent_id,json=actorAgentId,proto3" json:"actor_agent_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2177,6 +2201,13 @@ func (x *FirstReply) GetMerchantId() string {
 func (x *FirstReply) GetSessionId() string {
 	if x != nil {
 		return x.SessionId
+	}
+	return ""
+}
+
+func (x *FirstReply) GetActorAgentId() string {
+	if x != nil {
+		return x.ActorAgentId
 	}
 	return ""
 }
@@ -3144,26 +3175,29 @@ const file_frontdesk_v1_command_proto_rawDesc = "" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"\x8a\x01\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\xb0\x01\n" +
 	"\bTransfer\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1e\n" +
 	"\vto_agent_id\x18\x03 \x01(\tR\ttoAgentId\x12\x1e\n" +
-	"\vto_group_id\x18\x04 \x01(\tR\ttoGroupId\"v\n" +
+	"\vto_group_id\x18\x04 \x01(\tR\ttoGroupId\x12$\n" +
+	"\x0eactor_agent_id\x18\x05 \x01(\tR\factorAgentId\"\x9c\x01\n" +
 	"\x03End\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12/\n" +
-	"\x06reason\x18\x03 \x01(\x0e2\x17.frontdesk.v1.EndReasonR\x06reason\"L\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x17.frontdesk.v1.EndReasonR\x06reason\x12$\n" +
+	"\x0eactor_agent_id\x18\x04 \x01(\tR\factorAgentId\"r\n" +
 	"\n" +
 	"FirstReply\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"F\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12$\n" +
+	"\x0eactor_agent_id\x18\x03 \x01(\tR\factorAgentId\"F\n" +
 	"\bPullNext\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x19\n" +
@@ -3304,14 +3338,15 @@ const file_frontdesk_v1_command_proto_rawDesc = "" +
 	"\x12SURGE_LEVEL_NORMAL\x10\x01\x12\x17\n" +
 	"\x13SURGE_LEVEL_WARNING\x10\x02\x12\x15\n" +
 	"\x11SURGE_LEVEL_SCALE\x10\x03\x12\x17\n" +
-	"\x13SURGE_LEVEL_BREAKER\x10\x04*\xa8\x01\n" +
+	"\x13SURGE_LEVEL_BREAKER\x10\x04*\xc2\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_INVALID\x10\x01\x12\x18\n" +
 	"\x14ERROR_CODE_NOT_FOUND\x10\x02\x12\x14\n" +
 	"\x10ERROR_CODE_LIMIT\x10\x03\x12\x17\n" +
 	"\x13ERROR_CODE_CONFLICT\x10\x04\x12\x1e\n" +
-	"\x1aERROR_CODE_UNKNOWN_COMMAND\x10\x05*\xaa\x01\n" +
+	"\x1aERROR_CODE_UNKNOWN_COMMAND\x10\x05\x12\x18\n" +
+	"\x14ERROR_CODE_FORBIDDEN\x10\x06*\xaa\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vOUTCOME_BOT\x10\x01\x12\x14\n" +

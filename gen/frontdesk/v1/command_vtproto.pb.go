@@ -526,6 +526,7 @@ func (m *Transfer) CloneVT() *Transfer {
 	r.SessionId = m.SessionId
 	r.ToAgentId = m.ToAgentId
 	r.ToGroupId = m.ToGroupId
+	r.ActorAgentId = m.ActorAgentId
 	if len(m.unknownFields) > 0 {
 		r.unknownFields = make([]byte, len(m.unknownFields))
 		copy(r.unknownFields, m.unknownFields)
@@ -545,6 +546,7 @@ func (m *End) CloneVT() *End {
 	r.MerchantId = m.MerchantId
 	r.SessionId = m.SessionId
 	r.Reason = m.Reason
+	r.ActorAgentId = m.ActorAgentId
 	if len(m.unknownFields) > 0 {
 		r.unknownFields = make([]byte, len(m.unknownFields))
 		copy(r.unknownFields, m.unknownFields)
@@ -563,6 +565,7 @@ func (m *FirstReply) CloneVT() *FirstReply {
 	r := new(FirstReply)
 	r.MerchantId = m.MerchantId
 	r.SessionId = m.SessionId
+	r.ActorAgentId = m.ActorAgentId
 	if len(m.unknownFields) > 0 {
 		r.unknownFields = make([]byte, len(m.unknownFields))
 		copy(r.unknownFields, m.unknownFields)
@@ -1696,6 +1699,9 @@ func (this *Transfer) EqualVT(that *Transfer) bool {
 	if this.ToGroupId != that.ToGroupId {
 		return false
 	}
+	if this.ActorAgentId != that.ActorAgentId {
+		return false
+	}
 	return string(this.unknownFields) == string(that.unknownFields)
 }
 
@@ -1721,6 +1727,9 @@ func (this *End) EqualVT(that *End) bool {
 	if this.Reason != that.Reason {
 		return false
 	}
+	if this.ActorAgentId != that.ActorAgentId {
+		return false
+	}
 	return string(this.unknownFields) == string(that.unknownFields)
 }
 
@@ -1741,6 +1750,9 @@ func (this *FirstReply) EqualVT(that *FirstReply) bool {
 		return false
 	}
 	if this.SessionId != that.SessionId {
+		return false
+	}
+	if this.ActorAgentId != that.ActorAgentId {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -3467,6 +3479,13 @@ func (m *Transfer) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if len(m.ActorAgentId) > 0 {
+		i -= len(m.ActorAgentId)
+		copy(dAtA[i:], m.ActorAgentId)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.ActorAgentId)))
+		i--
+		dAtA[i] = 0x2a
+	}
 	if len(m.ToGroupId) > 0 {
 		i -= len(m.ToGroupId)
 		copy(dAtA[i:], m.ToGroupId)
@@ -3528,6 +3547,13 @@ func (m *End) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if len(m.ActorAgentId) > 0 {
+		i -= len(m.ActorAgentId)
+		copy(dAtA[i:], m.ActorAgentId)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.ActorAgentId)))
+		i--
+		dAtA[i] = 0x22
+	}
 	if m.Reason != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Reason))
 		i--
@@ -3579,6 +3605,13 @@ func (m *FirstReply) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	if m.unknownFields != nil {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
+	}
+	if len(m.ActorAgentId) > 0 {
+		i -= len(m.ActorAgentId)
+		copy(dAtA[i:], m.ActorAgentId)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.ActorAgentId)))
+		i--
+		dAtA[i] = 0x1a
 	}
 	if len(m.SessionId) > 0 {
 		i -= len(m.SessionId)
@@ -4975,6 +5008,10 @@ func (m *Transfer) SizeVT() (n int) {
 	if l > 0 {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
+	l = len(m.ActorAgentId)
+	if l > 0 {
+		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -4996,6 +5033,10 @@ func (m *End) SizeVT() (n int) {
 	if m.Reason != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.Reason))
 	}
+	l = len(m.ActorAgentId)
+	if l > 0 {
+		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -5011,6 +5052,10 @@ func (m *FirstReply) SizeVT() (n int) {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
 	l = len(m.SessionId)
+	if l > 0 {
+		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.ActorAgentId)
 	if l > 0 {
 		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
@@ -8766,6 +8811,38 @@ func (m *Transfer) UnmarshalVT(dAtA []byte) error {
 			}
 			m.ToGroupId = string(dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
+		case 5:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ActorAgentId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.ActorAgentId = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -8900,6 +8977,38 @@ func (m *End) UnmarshalVT(dAtA []byte) error {
 					break
 				}
 			}
+		case 4:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ActorAgentId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.ActorAgentId = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -9014,6 +9123,38 @@ func (m *FirstReply) UnmarshalVT(dAtA []byte) error {
 				return io.ErrUnexpectedEOF
 			}
 			m.SessionId = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 3:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ActorAgentId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.ActorAgentId = string(dAtA[iNdEx:postIndex])
 			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
