@@ -24,6 +24,11 @@ func (h *eventHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchR
 	if err != nil {
 		return err
 	}
+	release, err := h.s.limits.openStream(ctx, req.Peer().Addr)
+	if err != nil {
+		return err
+	}
+	defer release()
 	after := m.AfterSeq
 	for {
 		events, next, notify, err := r.FSM().Events(m.MerchantId, after, watchBatch)

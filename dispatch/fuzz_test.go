@@ -3,8 +3,8 @@ package dispatch
 import (
 	"testing"
 
-	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/fsm"
+	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
 
 // FuzzRequestValidation: any bytes decoded as the API's write requests and

@@ -50,15 +50,19 @@ type Cluster interface {
 type Service struct {
 	cluster Cluster
 	log     *slog.Logger
+	limits  *limiter
 }
 
-// New returns a Service. A nil logger logs to slog.Default().
+// New returns a Service with DefaultLimits. A nil logger logs to slog.Default().
 func New(c Cluster, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cluster: c, log: log}
+	return &Service{cluster: c, log: log, limits: newLimiter(DefaultLimits())}
 }
+
+// SetLimits replaces the admission limits; call it before serving.
+func (s *Service) SetLimits(l Limits) { s.limits = newLimiter(l) }
 
 // Register mounts every service and gRPC reflection on mux. Each procedure
 // speaks Connect, gRPC and gRPC-Web; bodies over MaxRequestBytes are refused.
