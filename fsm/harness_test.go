@@ -26,39 +26,11 @@ func newHarness(t testing.TB) *harness {
 // cmd wraps a body into a command with a fresh request id.
 func (h *harness) cmd(body any) *pb.Command {
 	h.reqs++
-	c := &pb.Command{RequestId: "r" + strconv.Itoa(h.reqs), TimeUnixMs: h.now}
-	switch b := body.(type) {
-	case *pb.UpsertMerchant:
-		c.Body = &pb.Command_UpsertMerchant{UpsertMerchant: b}
-	case *pb.DeleteMerchant:
-		c.Body = &pb.Command_DeleteMerchant{DeleteMerchant: b}
-	case *pb.UpsertGroup:
-		c.Body = &pb.Command_UpsertGroup{UpsertGroup: b}
-	case *pb.DeleteGroup:
-		c.Body = &pb.Command_DeleteGroup{DeleteGroup: b}
-	case *pb.UpsertAgent:
-		c.Body = &pb.Command_UpsertAgent{UpsertAgent: b}
-	case *pb.DeleteAgent:
-		c.Body = &pb.Command_DeleteAgent{DeleteAgent: b}
-	case *pb.SetAgentStatus:
-		c.Body = &pb.Command_SetAgentStatus{SetAgentStatus: b}
-	case *pb.Consult:
-		c.Body = &pb.Command_Consult{Consult: b}
-	case *pb.Escalate:
-		c.Body = &pb.Command_Escalate{Escalate: b}
-	case *pb.Transfer:
-		c.Body = &pb.Command_Transfer{Transfer: b}
-	case *pb.End:
-		c.Body = &pb.Command_End{End: b}
-	case *pb.FirstReply:
-		c.Body = &pb.Command_FirstReply{FirstReply: b}
-	case *pb.PullNext:
-		c.Body = &pb.Command_PullNext{PullNext: b}
-	case *pb.Tick:
-		c.Body = &pb.Command_Tick{Tick: b}
-	default:
-		h.t.Fatalf("harness: unknown body %T", body)
+	c, err := NewCommand("r"+strconv.Itoa(h.reqs), body)
+	if err != nil {
+		h.t.Fatalf("harness: %v", err)
 	}
+	c.TimeUnixMs = h.now
 	return c
 }
 

@@ -146,41 +146,16 @@ func (g *gen) command(body any) *pb.Command {
 	return c
 }
 
-// setBody sets a command's body from a body message.
+// setBody sets a command's body from a body message (nil: no body).
 func setBody(c *pb.Command, body any) {
-	switch b := body.(type) {
-	case *pb.UpsertMerchant:
-		c.Body = &pb.Command_UpsertMerchant{UpsertMerchant: b}
-	case *pb.DeleteMerchant:
-		c.Body = &pb.Command_DeleteMerchant{DeleteMerchant: b}
-	case *pb.UpsertGroup:
-		c.Body = &pb.Command_UpsertGroup{UpsertGroup: b}
-	case *pb.DeleteGroup:
-		c.Body = &pb.Command_DeleteGroup{DeleteGroup: b}
-	case *pb.UpsertAgent:
-		c.Body = &pb.Command_UpsertAgent{UpsertAgent: b}
-	case *pb.DeleteAgent:
-		c.Body = &pb.Command_DeleteAgent{DeleteAgent: b}
-	case *pb.SetAgentStatus:
-		c.Body = &pb.Command_SetAgentStatus{SetAgentStatus: b}
-	case *pb.Consult:
-		c.Body = &pb.Command_Consult{Consult: b}
-	case *pb.Escalate:
-		c.Body = &pb.Command_Escalate{Escalate: b}
-	case *pb.Transfer:
-		c.Body = &pb.Command_Transfer{Transfer: b}
-	case *pb.End:
-		c.Body = &pb.Command_End{End: b}
-	case *pb.FirstReply:
-		c.Body = &pb.Command_FirstReply{FirstReply: b}
-	case *pb.PullNext:
-		c.Body = &pb.Command_PullNext{PullNext: b}
-	case *pb.Tick:
-		c.Body = &pb.Command_Tick{Tick: b}
-	case nil:
-	default:
-		panic(fmt.Sprintf("setBody: unknown body %T", body))
+	if body == nil {
+		return
 	}
+	n, err := NewCommand(c.RequestId, body)
+	if err != nil {
+		panic(err)
+	}
+	c.Body = n.Body
 }
 
 func (g *gen) entry(kind string, cmds ...*pb.Command) *genEntry {

@@ -3,6 +3,7 @@ package shardtest
 import (
 	"fmt"
 
+	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
 
@@ -10,38 +11,9 @@ import (
 // a pb.Command with requestID; TimeUnixMs is left 0 for the leader to stamp.
 // It panics on a type that is not a command body.
 func Command(requestID string, body any) *pb.Command {
-	c := &pb.Command{RequestId: requestID}
-	switch b := body.(type) {
-	case *pb.UpsertMerchant:
-		c.Body = &pb.Command_UpsertMerchant{UpsertMerchant: b}
-	case *pb.DeleteMerchant:
-		c.Body = &pb.Command_DeleteMerchant{DeleteMerchant: b}
-	case *pb.UpsertGroup:
-		c.Body = &pb.Command_UpsertGroup{UpsertGroup: b}
-	case *pb.DeleteGroup:
-		c.Body = &pb.Command_DeleteGroup{DeleteGroup: b}
-	case *pb.UpsertAgent:
-		c.Body = &pb.Command_UpsertAgent{UpsertAgent: b}
-	case *pb.DeleteAgent:
-		c.Body = &pb.Command_DeleteAgent{DeleteAgent: b}
-	case *pb.SetAgentStatus:
-		c.Body = &pb.Command_SetAgentStatus{SetAgentStatus: b}
-	case *pb.Consult:
-		c.Body = &pb.Command_Consult{Consult: b}
-	case *pb.Escalate:
-		c.Body = &pb.Command_Escalate{Escalate: b}
-	case *pb.Transfer:
-		c.Body = &pb.Command_Transfer{Transfer: b}
-	case *pb.End:
-		c.Body = &pb.Command_End{End: b}
-	case *pb.FirstReply:
-		c.Body = &pb.Command_FirstReply{FirstReply: b}
-	case *pb.PullNext:
-		c.Body = &pb.Command_PullNext{PullNext: b}
-	case *pb.Tick:
-		c.Body = &pb.Command_Tick{Tick: b}
-	default:
-		panic(fmt.Sprintf("shardtest.Command: %T is not a command body", body))
+	c, err := fsm.NewCommand(requestID, body)
+	if err != nil {
+		panic("shardtest.Command: " + err.Error())
 	}
 	return c
 }
