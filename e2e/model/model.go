@@ -94,16 +94,10 @@ func Model(merchants []*Merchant) porcupine.Model {
 		},
 		DescribeOperation: func(input, output any) string { return Describe(input.(Input), output.(Output)) },
 		DescribeState: func(a any) string {
-			var b strings.Builder
-			for _, x := range a.([]any) {
-				if s := x.(*state); s != nil {
-					b.WriteString(s.String())
-				} else {
-					b.WriteString("(initial)")
-				}
-				b.WriteString("\n")
+			if s := a.(*state); s != nil {
+				return s.String()
 			}
-			return b.String()
+			return "(initial)"
 		},
 	}
 	return nm.ToModel()

@@ -1,0 +1,212 @@
+// Package chaos is the chaos suite: real frontdeskd clusters under
+// recorded client traffic while leaders are killed, paused and cut off,
+// every node restarts and a node loses its data; then every check of
+// package validate. It is its own package so that it has its own test
+// timeout. The layout follows etcd's robustness suite:
+//
+//	e2e/cluster    drivers: run a cluster, kill/pause/partition/restart/wipe nodes
+//	e2e/failpoint  the faults, each injected and healed with health checks around it
+//	e2e/traffic    client load over many merchants and a hot one, recorded
+//	e2e/model      the history and the model porcupine checks it against
+//	e2e/validate   the checks after a run
+//	e2e/report     the results folder written when a run fails
+//
+// The short suite runs in CI; -soak (or FRONTDESK_SOAK=1) runs at least
+// 100 leader kills and every other fault several times.
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/frontdeskhq/frontdesk/client"
+	"github.com/frontdeskhq/frontdesk/e2e/cluster"
+	"github.com/frontdeskhq/frontdesk/e2e/failpoint"
+	"github.com/frontdeskhq/frontdesk/e2e/model"
+	"github.com/frontdeskhq/frontdesk/e2e/report"
+	"github.com/frontdeskhq/frontdesk/e2e/traffic"
+	"github.com/frontdeskhq/frontdesk/e2e/validate"
+)
+
+var soak = flag.Bool("soak", false, "run the chaos suite's soak mode: ≥100 leader kills and every other fault several times (also FRONTDESK_SOAK=1)")
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	cluster.Cleanup()
+	os.Exit(code)
+}
+
+// plan is what one run does.
+type plan struct {
+	name    string
+	faults  []failpoint.Failpoint
+	quiet   time.Duration // traffic alone before the first fault and after each
+	traffic traffic.Config
+	budget  time.Duration // the whole run, checks included
+	check   time.Duration // the linearizability check, per merchant
+}
+
+const shards = 8
+
+// The faults. Heal of each waits for the cluster to be healthy.
+var (
+	killLeader      = failpoint.KillLeader{}
+	killFollower    = failpoint.KillFollower{Down: time.Second}
+	pauseLeader     = failpoint.PauseLeader{Extra: 500 * time.Millisecond}
+	partitionLeader = failpoint.PartitionLeader{Extra: time.Second}
+	restartAll      = failpoint.RestartAll{}
+	wipeNode        = failpoint.WipeNode{}
+)
+
+// shortPlan: 10 leader kills, one of each other fault, about 3 minutes.
+func shortPlan() plan {
+	k := killLeader
+	return plan{
+		name: "short",
+		faults: []failpoint.Failpoint{
+			k, k, pauseLeader, k, k, partitionLeader, k, k, killFollower, k, restartAll, k, k, wipeNode, k,
+		},
+		quiet:  time.Second,
+		budget: 8 * time.Minute,
+		check:  2 * time.Minute,
+	}
+}
+
+// soakPlan: 100 leader kills with another fault after every tenth, each
+// other kind twice.
+func soakPlan() plan {
+	others := []failpoint.Failpoint{pauseLeader, partitionLeader, killFollower, restartAll, wipeNode}
+	var faults []failpoint.Failpoint
+	for i := 1; i <= 100; i++ {
+		faults = append(faults, killLeader)
+		if i%10 == 0 {
+			faults = append(faults, others[(i/10-1)%len(others)])
+		}
+	}
+	return plan{name: "soak", faults: faults, quiet: 2 * time.Second, budget: 2 * time.Hour, check: 20 * time.Minute}
+}
+
+func soakMode() bool { return *soak || os.Getenv("FRONTDESK_SOAK") == "1" }
+
+// TestChaos runs the plan on three local frontdeskd processes (each in its
+// own network namespace when this machine allows, so that partitions are
+// real) under recorded traffic, then checks: invariants of the final
+// state of every shard, every acknowledged result reflected in it,
+// linearizability per merchant, identical replicas at the same index, and
+// reports the failover windows. On failure (or in soak mode, or with
+// FRONTDESK_E2E_RESULTS set) it writes a results folder and logs its path.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills, pauses and partitions frontdeskd processes")
+	}
+	p := shortPlan()
+	if soakMode() {
+		p = soakPlan()
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), p.budget)
+	defer cancel()
+
+	netnsErr := cluster.NetnsAvailable()
+	if netnsErr != nil {
+		t.Logf("no network namespaces here (%v): nodes share 127.0.0.1 and partitions are skipped", netnsErr)
+	}
+	// Small snapshot thresholds: a wiped node catches up from snapshots,
+	// and every restart restores one.
+	d := cluster.StartLocalDriver(t, 3, cluster.Options{Shards: shards, Args: []string{
+		"--snapshot-threshold", "1024", "--snapshot-interval", "5s", "--trailing-logs", "256"}}, netnsErr == nil)
+	env := &failpoint.Env{D: d, Shards: shards, Logf: t.Logf}
+	if err := env.AwaitHealthy(ctx, 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(ctx, d.APIAddrs(), client.WithRetry(10*time.Millisecond, 200*time.Millisecond),
+		client.WithCallTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ms := traffic.Merchants(p.traffic)
+	if err := traffic.Setup(ctx, cl, ms); err != nil {
+		t.Fatal(err)
+	}
+
+	h := model.NewHistory()
+	tr := traffic.Start(cl, ms, h, p.traffic)
+	run := &report.Run{Name: p.name, Driver: d.Name()}
+	sleep(ctx, p.quiet)
+	var faults []validate.Fault
+	for i, fp := range p.faults {
+		if _, ok := fp.(failpoint.PartitionLeader); ok && netnsErr != nil {
+			run.Skipped = append(run.Skipped, fmt.Sprintf("%s: %v", fp.Name(), netnsErr))
+			continue
+		}
+		shard := target(cl, ms, i)
+		in, err := failpoint.Run(ctx, env, fp, shard)
+		if in != nil {
+			run.Faults = append(run.Faults, in)
+			faults = append(faults, validate.Fault{Kind: in.Kind, Shard: in.Shard, At: int64(in.At.Sub(h.Start()))})
+		}
+		if err != nil {
+			t.Errorf("fault %d: %v", i+1, err)
+			break
+		}
+		sleep(ctx, p.quiet)
+	}
+
+	// Stop the traffic; writes left without an answer are asked again.
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	run.Indeterminate = tr.Stop(rctx)
+	rcancel()
+	if err := env.AwaitHealthy(ctx, 90*time.Second); err != nil {
+		t.Errorf("after the traffic: %v", err)
+	}
+	run.Ops = h.Len()
+	final, err := validate.ReadFinal(ctx, cl, h, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Final = final
+	run.Violations = append(validate.Invariants(final, h), validate.Acknowledged(final, h)...)
+	var bad []validate.Violation
+	run.Replicas, bad = validate.Replicas(ctx, d.APIAddrs(), shards, 100)
+	run.Violations = append(run.Violations, bad...)
+	run.Linear, bad = validate.Linearizable(ms, h, p.check)
+	run.Violations = append(run.Violations, bad...)
+	run.Windows = validate.Failover(faults, h)
+	run.Duration = time.Since(start)
+	t.Log("\n" + run.Summary())
+
+	if len(run.Violations) > 0 {
+		t.Errorf("%d violations (see above)", len(run.Violations))
+	}
+	if t.Failed() || soakMode() || os.Getenv("FRONTDESK_E2E_RESULTS") != "" {
+		dir, err := report.Dir(p.name)
+		if err == nil {
+			err = report.Write(dir, run, h, ms, d)
+		}
+		if err != nil {
+			t.Errorf("writing the results: %v", err)
+		}
+		t.Logf("results in %s", dir)
+	}
+}
+
+// target is the shard of the i-th fault: the hot merchant's every other
+// time, else each merchant's in turn.
+func target(cl *client.Client, ms []*model.Merchant, i int) uint32 {
+	if i%2 == 0 {
+		return cl.ShardOf(traffic.Hot)
+	}
+	return cl.ShardOf(ms[(i/2)%len(ms)].ID)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
