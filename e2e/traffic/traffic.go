@@ -30,7 +30,7 @@ type Config struct {
 	HotWorkers int           // workers on the hot merchant (default 6)
 	Buyers     int           // buyers per ordinary merchant (default 16)
 	HotBuyers  int           // buyers of the hot merchant (default 60)
-	Think      time.Duration // mean pause between a worker's calls (default 10ms)
+	Think      time.Duration // mean pause between a worker's calls (default 50ms)
 	// CallTimeout bounds one call, retries inside the client included
 	// (default 10s); a write is then called again with its request id.
 	CallTimeout time.Duration
@@ -49,7 +49,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Buyers, 16)
 	def(&c.HotBuyers, 60)
 	if c.Think <= 0 {
-		c.Think = 10 * time.Millisecond
+		c.Think = 50 * time.Millisecond
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 10 * time.Second
