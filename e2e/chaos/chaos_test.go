@@ -157,6 +157,9 @@ func TestChaos(t *testing.T) {
 			t.Errorf("fault %d: %v", i+1, err)
 			break
 		}
+		if in.Kind == wipeNode.Name() && in.Snapshots == 0 {
+			t.Errorf("fault %d: the wiped node caught up without any snapshot; the snapshot path went untested", i+1)
+		}
 		sleep(ctx, p.quiet)
 	}
 

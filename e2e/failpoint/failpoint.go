@@ -32,6 +32,9 @@ type Injection struct {
 	Healed  time.Time     `json:"healed"`  // when Heal returned
 	Healthy time.Time     `json:"healthy"` // when the cluster was healthy again
 	Note    string        `json:"note,omitempty"`
+	// Snapshots: wipe-node, how many of the node's shards were caught up
+	// with a snapshot (the others replayed their leaders' logs).
+	Snapshots int `json:"snapshots,omitempty"`
 
 	nodes   []int
 	logMark int // wipe-node: the length of the node's log before its restart
@@ -264,7 +267,8 @@ func (WipeNode) Heal(ctx context.Context, e *Env, in *Injection) error {
 	if in.logMark <= len(log) {
 		log = log[in.logMark:]
 	}
-	in.Note = fmt.Sprintf("%d shards rejoined from a snapshot", bytes.Count(log, []byte("Installed remote snapshot")))
+	in.Snapshots = bytes.Count(log, []byte("Installed remote snapshot"))
+	in.Note = fmt.Sprintf("%d shards rejoined from a snapshot", in.Snapshots)
 	return nil
 }
 
