@@ -158,10 +158,15 @@ func (e *Env) Healthy(ctx context.Context) error {
 func (e *Env) AwaitHealthy(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	start, said := time.Now(), time.Now()
 	for {
 		err := e.Healthy(ctx)
 		if err == nil {
 			return nil
+		}
+		if time.Since(said) > 10*time.Second {
+			e.logf("not healthy after %v: %v", time.Since(start).Round(time.Second), err)
+			said = time.Now()
 		}
 		select {
 		case <-ctx.Done():
