@@ -64,7 +64,6 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 		hostChanged: hostChanged,
 		closing:     make(chan struct{}),
 	}
-	g.prop = direct{g}
 
 	var closers []func() error
 	defer func() {
@@ -104,6 +103,7 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 	if g.raft, err = raft.NewRaft(rc, g.app, g.logs, g.store, g.snaps, g.trans); err != nil {
 		return nil, err
 	}
+	g.prop = newBatcher(g, MaxBatchCommands, g.raft.Apply)
 
 	obs := make(chan raft.Observation, 16)
 	g.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
@@ -227,6 +227,7 @@ func (g *Group) close() error {
 		g.wg.Wait()
 		g.raft.DeregisterObserver(g.observer)
 		errs := []error{g.raft.Shutdown().Error(), g.trans.Close(), g.store.Close()}
+		g.prop.wait()
 		if err := errors.Join(errs...); err != nil {
 			g.closeErr = fmt.Errorf("shard %d: closing: %w", g.shard, err)
 		}

@@ -7,14 +7,15 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
 
-// Propose commits cmds to the shard as one log entry and returns the state
-// machine's results, one per command, in order. A business failure (an
-// unknown agent, a limit) is a result carrying an error (see
-// fsm.ResultError), not an error of Propose.
+// Propose commits cmds to the shard in one log entry and returns the state
+// machine's results, one per command, in order. The entry may also carry
+// the commands of other calls made at the same time (see batch.go); cmds
+// are never split across entries and are applied together, in order. A
+// business failure (an unknown agent, a limit) is a result carrying an
+// error (see fsm.ResultError), not an error of Propose.
 //
 // Propose must run on the leader. An empty cmds proposes nothing and
 // returns nil results; a nil command is an error. Each command whose TimeUnixMs is 0 is
@@ -26,7 +27,9 @@ import (
 // ended first — in both cases nothing was submitted; ErrIndeterminate once
 // the entry was submitted and its fate is unknown (leadership lost, ctx
 // ended, the replica closed), when callers must retry with the same request
-// ids; ErrShutdown once the replica is closed.
+// ids; ErrShutdown once the replica is closed. A Raft error of the entry
+// fails every call whose commands it carries, alike; one caller's context
+// ending never affects the other calls in its entry.
 func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result, error) {
 	if len(cmds) == 0 {
 		return nil, nil
@@ -54,36 +57,16 @@ func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result,
 	return g.prop.propose(ctx, cmds)
 }
 
-// proposer turns commands into committed log entries. It is the seam for
-// group commit across callers: a batching proposer packs the commands of
+// proposer turns commands into committed log entries, with the error
+// contract of Propose. It is the seam for group commit across callers:
+// every Group uses the batcher (batch.go), which packs the commands of
 // concurrent Propose calls into one entry and hands each caller its share
-// of the results, with the same error contract as Propose.
+// of the results.
 type proposer interface {
 	propose(ctx context.Context, cmds []*pb.Command) ([]*pb.Result, error)
-}
-
-// direct submits each call's commands as one entry of its own.
-type direct struct{ g *Group }
-
-func (d direct) propose(ctx context.Context, cmds []*pb.Command) ([]*pb.Result, error) {
-	g := d.g
-	data, err := (&pb.Entry{Version: fsm.EntryVersion, Commands: cmds}).MarshalVT()
-	if err != nil {
-		return nil, fmt.Errorf("shard %d: encoding entry: %w", g.shard, err)
-	}
-	timeout, ok := enqueueTimeout(ctx)
-	if !ok {
-		return nil, g.notSubmitted(ctx)
-	}
-	fut := g.raft.Apply(data, timeout)
-	if err := g.await(ctx, fut); err != nil {
-		return nil, err
-	}
-	results, ok := fut.Response().([]*pb.Result)
-	if !ok || len(results) != len(cmds) {
-		return nil, fmt.Errorf("shard %d: state machine answered %T for %d commands", g.shard, fut.Response(), len(cmds))
-	}
-	return results, nil
+	// wait returns once the proposer's goroutines have stopped; the
+	// group calls it when closing, after raft has shut down.
+	wait()
 }
 
 // enqueueTimeout is how long raft may take to accept a submission: until
