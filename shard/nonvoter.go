@@ -8,14 +8,13 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Configuration is a shard's membership as one replica knows it.
+// Configuration is a shard's membership as one replica knows it: the
+// servers of the latest configuration in its log, voters and nonvoters,
+// committed or not. (raft does not say at which index: its
+// ConfigurationFuture.Index is always 0 since v1.7. A configuration read
+// before an Info whose CommitIndex has reached LastIndex is committed.)
 type Configuration struct {
-	// Servers of the latest configuration, voters and nonvoters, committed
-	// or not.
 	Servers []raft.Server
-	// Index is the log index of that configuration: it is committed once
-	// the shard's commit index reaches it.
-	Index uint64
 }
 
 // Voters returns the ids of the voters.
@@ -66,7 +65,7 @@ func (g *Group) Configuration() (Configuration, error) {
 	if err := f.Error(); err != nil {
 		return Configuration{}, g.readErr(err)
 	}
-	return Configuration{Servers: f.Configuration().Servers, Index: f.Index()}, nil
+	return Configuration{Servers: f.Configuration().Servers}, nil
 }
 
 // AddNonvoter adds a replica that receives the log without voting (or
