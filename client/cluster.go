@@ -52,3 +52,16 @@ func (c *Client) TransferLeadership(ctx context.Context, shard uint32, toNodeID 
 	c.routes.forget(int(shard), c.routes.leader(shard))
 	return resp.GetLeaderId(), nil
 }
+
+// DrainNode starts draining node nodeID, or with cancel ends its drain,
+// and returns how far the drain has come. Any node forwards the request to
+// nodeID. Draining moves the node's leaderships and replicas to other nodes;
+// once the answer says Drained the node can be stopped without failing a
+// client call. The call is idempotent: call it again to follow the drain.
+func (c *Client) DrainNode(ctx context.Context, nodeID string, cancel bool) (*pb.DrainNodeResponse, error) {
+	req := &pb.DrainNodeRequest{NodeId: nodeID, Cancel: cancel}
+	return unary(ctx, c, spec{procedure: frontdeskv1connect.ClusterServiceDrainNodeProcedure, shard: -1},
+		func(ctx context.Context, ep *endpoint) (*connect.Response[pb.DrainNodeResponse], error) {
+			return ep.cluster.DrainNode(ctx, connect.NewRequest(req))
+		})
+}

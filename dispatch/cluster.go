@@ -29,3 +29,15 @@ func (h *clusterHandler) TransferLeadership(ctx context.Context, req *connect.Re
 	}
 	return connect.NewResponse(&pb.TransferLeadershipResponse{LeaderId: leader}), nil
 }
+
+func (h *clusterHandler) DrainNode(ctx context.Context, req *connect.Request[pb.DrainNodeRequest]) (*connect.Response[pb.DrainNodeResponse], error) {
+	m := req.Msg
+	if m.NodeId == "" {
+		return nil, invalidArg("node_id", "must not be empty")
+	}
+	res, err := h.s.cluster.DrainNode(ctx, m.NodeId, m.Cancel)
+	if err != nil {
+		return nil, h.s.toConnect(0, err)
+	}
+	return connect.NewResponse(res), nil
+}

@@ -44,6 +44,9 @@ type Cluster interface {
 	Status() *pb.GetStatusResponse
 	// TransferLeadership moves a shard's leadership; it returns the new leader's id.
 	TransferLeadership(ctx context.Context, shard uint32, to string) (string, error)
+	// DrainNode starts (or, with cancel, ends) the drain of a node and says
+	// how far it has come. Errors may be *connect.Error (unknown node).
+	DrainNode(ctx context.Context, nodeID string, cancel bool) (*pb.DrainNodeResponse, error)
 }
 
 // Service implements every frontdesk.v1 service over a Cluster.

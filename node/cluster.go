@@ -60,24 +60,39 @@ func (n *Node) Leader(s uint32) (string, string) {
 
 func (n *Node) nodes() []*pb.Node {
 	members, _ := n.members.snapshot()
+	now := time.Now()
 	out := make([]*pb.Node, len(members))
 	for i, m := range members {
-		out[i] = &pb.Node{Id: m.ID, ApiAddr: m.APIAddr, RaftAddr: m.RaftAddr, State: m.State}
+		if m.ID == n.cfg.ID {
+			m.Draining = n.draining.Load()
+		}
+		out[i] = &pb.Node{
+			Id: m.ID, ApiAddr: m.APIAddr, RaftAddr: m.RaftAddr, State: m.State,
+			Draining: m.Draining, StateAgeMs: now.Sub(m.Since).Milliseconds(),
+		}
 	}
 	return out
 }
 
 func (n *Node) shardInfos() []*pb.ShardInfo {
 	count := n.Shards()
+	v := n.view(time.Now())
 	out := make([]*pb.ShardInfo, 0, count)
 	for s := uint32(0); s < count; s++ {
 		si := &pb.ShardInfo{Shard: s}
 		si.LeaderId, si.LeaderApiAddr = n.Leader(s)
+		if int(s) < len(v.placement) {
+			si.PlacementIds = v.placement[s]
+		}
 		if g, ok := n.host.Group(s); ok {
+			// Configuration first: if the log is all committed when Info
+			// reads it, the configuration read before is committed too.
+			cfg, cerr := g.Configuration()
 			info := g.Info()
 			si.Term, si.CommitIndex, si.AppliedIndex, si.LocalState = info.Term, info.CommitIndex, info.AppliedIndex, info.State
-			for _, v := range info.Voters {
-				si.VoterIds = append(si.VoterIds, string(v.ID))
+			if cerr == nil {
+				si.VoterIds, si.NonvoterIds = cfg.Voters(), cfg.Nonvoters()
+				si.ConfigurationCommitted = info.CommitIndex >= info.LastIndex
 			}
 		}
 		out = append(out, si)

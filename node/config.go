@@ -23,6 +23,8 @@ type Config struct {
 	Join            []string      // --join: gossip addresses of any members
 	BootstrapExpect int           // --bootstrap-expect: nodes that form a new cluster
 	Shards          uint32        // --shards: shard count of a new cluster (default 16)
+	Replication     int           // --replication: voters per shard of a new cluster (default 3)
+	DeadAfter       time.Duration // --dead-after: a node gone this long loses its replicas (default 30s)
 	Dev             bool          // --dev: one node on loopback with a temporary data dir
 	TickInterval    time.Duration // --tick: how often each shard leader advances time
 	LogLevel        string        // --log-level: debug, info, warn, error
@@ -36,6 +38,14 @@ type Config struct {
 
 	// Testing knobs (no flags).
 	FastRaft bool // tight Raft and gossip timings for tests on loopback
+	// ReconcileInterval is how often placement is checked when nothing
+	// else wakes it (default 500ms).
+	ReconcileInterval time.Duration
+	// LeaderSettle is how long a shard's leader leads before it hands the
+	// lead to the placement's preferred leader (default 5s), so that
+	// leadership does not chase gossip that is still converging and a
+	// manual transfer holds for a while.
+	LeaderSettle time.Duration
 }
 
 // ParseFlags reads the configuration from args and the environment.
@@ -53,6 +63,8 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of existing members")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many nodes have met")
 	fs.UintVar(&shards, "shards", shards, "shard count of a new cluster (fixed at bootstrap)")
+	fs.IntVar(&c.Replication, "replication", 3, "voters per shard of a new cluster (fixed at bootstrap; fewer while fewer nodes are live)")
+	fs.DurationVar(&c.DeadAfter, "dead-after", 30*time.Second, "a node dead or gone from gossip this long loses its replicas to live nodes")
 	fs.BoolVar(&c.Dev, "dev", false, "run one node on 127.0.0.1 with a temporary data dir, no other service needed")
 	fs.DurationVar(&c.TickInterval, "tick", time.Second, "how often each shard leader advances the state machine's time")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -142,6 +154,24 @@ func (c *Config) Validate() error {
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = time.Second
+	}
+	if c.Replication < 0 {
+		return fmt.Errorf("--replication must be at least 1, got %d", c.Replication)
+	}
+	if c.Replication == 0 {
+		c.Replication = 3
+	}
+	if c.DeadAfter < 0 {
+		return fmt.Errorf("--dead-after must not be negative, got %v", c.DeadAfter)
+	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = 30 * time.Second
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = 500 * time.Millisecond
+	}
+	if c.LeaderSettle <= 0 {
+		c.LeaderSettle = 5 * time.Second
 	}
 	return nil
 }

@@ -14,7 +14,8 @@ func TestParseFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.APIAddr != ":7420" || c.RaftAddr != ":7421" || c.GossipAddr != ":7422" || c.Shards != 16 || c.TickInterval != time.Second {
+		if c.APIAddr != ":7420" || c.RaftAddr != ":7421" || c.GossipAddr != ":7422" || c.Shards != 16 || c.TickInterval != time.Second ||
+			c.Replication != 3 || c.DeadAfter != 30*time.Second {
 			t.Fatalf("unexpected defaults: %+v", c)
 		}
 	})
@@ -22,12 +23,13 @@ func TestParseFlags(t *testing.T) {
 		c, err := ParseFlags("x", []string{"--shards", "8"}, env(map[string]string{
 			"FRONTDESK_ID": "envid", "FRONTDESK_DATA_DIR": "/e", "FRONTDESK_SHARDS": "4",
 			"FRONTDESK_JOIN": "h1:7422, h2:7422", "FRONTDESK_BOOTSTRAP_EXPECT": "3",
+			"FRONTDESK_DEAD_AFTER": "3s", "FRONTDESK_REPLICATION": "5",
 		}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c.ID != "envid" || c.DataDir != "/e" || c.Shards != 8 || c.BootstrapExpect != 3 ||
-			len(c.Join) != 2 || c.Join[1] != "h2:7422" {
+			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 {
 			t.Fatalf("got %+v", c)
 		}
 	})
@@ -55,6 +57,8 @@ func TestParseFlags(t *testing.T) {
 		{"bad address", []string{"--id", "a", "--data-dir", "/d", "--api-addr", "nope"}, nil, "--api-addr"},
 		{"bad env", []string{"--id", "a", "--data-dir", "/d"}, map[string]string{"FRONTDESK_SHARDS": "many"}, "FRONTDESK_SHARDS"},
 		{"stray argument", []string{"--id", "a", "--data-dir", "/d", "extra"}, nil, "unexpected arguments"},
+		{"negative replication", []string{"--id", "a", "--data-dir", "/d", "--replication", "-1"}, nil, "--replication"},
+		{"negative dead-after", []string{"--id", "a", "--data-dir", "/d", "--dead-after", "-1s"}, nil, "--dead-after"},
 		{"negative expect", []string{"--id", "a", "--data-dir", "/d", "--bootstrap-expect", "-1"}, nil, "--bootstrap-expect"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

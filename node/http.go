@@ -41,7 +41,9 @@ func (n *Node) newHTTPServer() *http.Server {
 	return s
 }
 
-// readyz: 200 once the cluster has formed and every local shard has a leader.
+// readyz: 200 once the cluster has formed and every local replica that is
+// a member of its shard knows a leader. Replicas waiting to be added by
+// placement, or removed and waiting to be dropped, do not count.
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-n.formed:
@@ -50,6 +52,9 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, g := range n.host.Groups() {
+		if cfg, err := g.Configuration(); err != nil || !cfg.Has(n.cfg.ID) {
+			continue
+		}
 		if g.Info().LeaderID == "" {
 			http.Error(w, fmt.Sprintf("shard %d has no leader", g.Shard()), http.StatusServiceUnavailable)
 			return

@@ -23,6 +23,10 @@ type meta struct {
 	// Shards is the cluster's shard count once this node belongs to a formed
 	// cluster (0 while it waits to form one).
 	Shards uint32 `json:"shards,omitempty"`
+	// Replication is the cluster's replication factor, with Shards.
+	Replication int `json:"repl,omitempty"`
+	// Draining: the node is being drained; placement gives it nothing.
+	Draining bool `json:"draining,omitempty"`
 	// Leads lists the shards this node leads (omitted if it does not fit).
 	Leads []uint32 `json:"leads,omitempty"`
 }
@@ -30,7 +34,13 @@ type meta struct {
 // member is a node as gossip last saw it.
 type member struct {
 	meta
-	State string // alive, suspect, dead, left
+	State string    // alive, suspect, dead, left
+	Since time.Time // when this node first saw the member in State
+}
+
+// gone reports whether the member has been dead or left for longer than d.
+func (m member) gone(now time.Time, d time.Duration) bool {
+	return (m.State == "dead" || m.State == "left") && now.Sub(m.Since) >= d
 }
 
 // membership runs memberlist and keeps the latest view of the members.
@@ -63,6 +73,9 @@ func newMembership(cfg *Config, self meta, log *slog.Logger) (*membership, error
 		mc.PushPullInterval = 2 * time.Second
 	}
 	mc.Name = self.ID
+	// A node restarted on another address (a container with a new IP) may
+	// take its name back once the old one is known dead.
+	mc.DeadNodeReclaimTime = time.Second
 	if host == "" {
 		host = "0.0.0.0"
 	}
@@ -150,7 +163,17 @@ func (m *membership) record(n *memberlist.Node, state string) {
 		return
 	}
 	m.mu.Lock()
-	m.members[md.ID] = member{meta: md, State: state}
+	since := time.Now()
+	old, known := m.members[md.ID]
+	if known && old.State == state {
+		since = old.Since
+	}
+	if known && md.Shards == 0 && old.Shards > 0 {
+		// Once a member of the formed cluster, always one: a node that
+		// restarts without its data is still the same member to placement.
+		md.Shards, md.Replication = old.Shards, old.Replication
+	}
+	m.members[md.ID] = member{meta: md, State: state, Since: since}
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()

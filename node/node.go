@@ -38,8 +38,16 @@ type Node struct {
 	server  *http.Server
 	metrics *metrics
 
-	shards atomic.Uint32 // 0 until this node belongs to a formed cluster
-	formed chan struct{}
+	shards   atomic.Uint32 // 0 until this node belongs to a formed cluster
+	repl     atomic.Int32  // the cluster's replication factor, once formed
+	draining atomic.Bool
+	formed   chan struct{}
+	stateMu  sync.Mutex // serializes writes of the cluster file
+
+	peers       *peers
+	placeCache  placeCache
+	placeCancel context.CancelFunc // stops the placement loop
+	placeDone   chan struct{}      // closed when it has stopped
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -51,7 +59,10 @@ type Node struct {
 const clusterFile = "cluster.json"
 
 type clusterState struct {
-	Shards uint32 `json:"shards"`
+	Shards      uint32 `json:"shards"`
+	Replication int    `json:"replication,omitempty"`
+	// Draining survives a restart: a drained node stays drained.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Start opens the listeners, joins gossip, and forms or rejoins the
@@ -120,15 +131,29 @@ func (n *Node) start() error {
 		}
 	}()
 	self := meta{ID: n.cfg.ID, RaftAddr: raftAdv, APIAddr: apiAdv}
+	// A restarted member says from its first gossip message that it
+	// belongs to the cluster: otherwise, for a moment, placement would see a
+	// live node that holds nothing and move its replicas away.
+	st, formed, err := n.readClusterFile()
+	if err != nil {
+		return fmt.Errorf("%s: %w", clusterFile, err)
+	}
+	if formed {
+		self.Shards, self.Replication, self.Draining = st.Shards, st.Replication, st.Draining
+	}
 	if n.members, err = newMembership(n.cfg, self, n.log); err != nil {
 		return err
 	}
 	if err := n.members.join(n.cfg.Join, 30*time.Second); err != nil {
 		return err
 	}
-	n.wg.Add(2)
+	n.peers = newPeers(n)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.placeCancel, n.placeDone = cancel, make(chan struct{})
+	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.form() }()
 	go func() { defer n.wg.Done(); n.watchLeadership() }()
+	go func() { defer n.wg.Done(); defer close(n.placeDone); n.placementLoop(ctx) }()
 	n.log.Info("node started", "api", apiAdv, "raft", raftAdv, "gossip", n.cfg.GossipAddr, "data_dir", n.dataDir)
 	return nil
 }
@@ -149,13 +174,13 @@ func (n *Node) ID() string { return n.cfg.ID }
 func (n *Node) Formed() <-chan struct{} { return n.formed }
 
 // form waits for the cluster to form (or reads that it already has), opens
-// this node's replicas, and bootstraps them if this node is the one chosen.
+// this node's replicas, and bootstraps the shards this node is chosen for.
 func (n *Node) form() {
 	if st, ok, err := n.readClusterFile(); err != nil {
 		n.log.Error("cannot read cluster state; not serving", "err", err)
 		return
 	} else if ok {
-		n.openShards(st.Shards, nil)
+		n.joinCluster(st, nil)
 		return
 	}
 	for {
@@ -173,14 +198,18 @@ func (n *Node) form() {
 		}
 		switch {
 		case formedBy != nil:
-			n.log.Info("joining a formed cluster", "shards", formedBy.Shards, "seen_via", formedBy.ID)
-			n.openShards(formedBy.Shards, nil)
+			repl := formedBy.Replication
+			if repl == 0 {
+				repl = n.cfg.Replication
+			}
+			n.log.Info("joining a formed cluster", "shards", formedBy.Shards, "replication", repl, "seen_via", formedBy.ID)
+			n.joinCluster(clusterState{Shards: formedBy.Shards, Replication: repl}, nil)
 			return
 		case n.cfg.BootstrapExpect > 0 && len(alive) >= n.cfg.BootstrapExpect:
 			voters := alive[:n.cfg.BootstrapExpect]
 			for _, v := range voters {
 				if v.ID == n.cfg.ID {
-					n.openShards(n.cfg.Shards, voters)
+					n.joinCluster(clusterState{Shards: n.cfg.Shards, Replication: n.cfg.Replication}, voters)
 					return
 				}
 			}
@@ -195,39 +224,82 @@ func (n *Node) form() {
 	}
 }
 
-// openShards opens every shard's replica; when voters is set and this node
-// is the first of them (lowest id), it bootstraps every shard with them.
-func (n *Node) openShards(count uint32, voters []member) {
-	bootstrap := len(voters) > 0 && voters[0].ID == n.cfg.ID
-	for s := uint32(0); s < count; s++ {
-		g, err := n.host.Open(s)
-		if err != nil {
+// joinCluster makes this node a member of the cluster st describes. It
+// opens every replica found on disk (after a restart this node may still be
+// a voter of those shards). When voters is set the cluster is new: this
+// node opens the shards the placement over voters gives it and bootstraps
+// those it ranks first for. Replicas are then opened and dropped by the
+// placement loop (hosting.go).
+func (n *Node) joinCluster(st clusterState, voters []member) {
+	if st.Replication <= 0 {
+		st.Replication = n.cfg.Replication
+	}
+	stored, err := n.host.Stored()
+	if err != nil {
+		n.log.Error("list stored replicas", "err", err)
+		return
+	}
+	for _, s := range stored {
+		if s >= st.Shards {
+			continue
+		}
+		if _, err := n.host.Open(s); err != nil {
 			n.log.Error("open shard", "shard", s, "err", err)
 			return
 		}
-		if bootstrap {
+	}
+	if len(voters) > 0 {
+		ids := make([]string, len(voters))
+		byID := map[string]member{}
+		for i, v := range voters {
+			ids[i] = v.ID
+			byID[v.ID] = v
+		}
+		p := Place(st.Shards, ids, st.Replication)
+		bootstrapped := 0
+		for s := range st.Shards {
+			if !p.Has(s, n.cfg.ID) {
+				continue
+			}
+			g, err := n.host.Open(s)
+			if err != nil {
+				n.log.Error("open shard", "shard", s, "err", err)
+				return
+			}
+			if p[s][0] != n.cfg.ID {
+				continue
+			}
 			has, err := n.host.HasState(s)
 			if err != nil {
 				n.log.Error("shard state", "shard", s, "err", err)
 				return
 			}
-			if !has {
-				if err := g.Bootstrap(raftServers(voters)); err != nil {
-					n.log.Error("bootstrap shard", "shard", s, "err", err)
-					return
-				}
+			if has {
+				continue
 			}
+			servers := make([]member, len(p[s]))
+			for i, id := range p[s] {
+				servers[i] = byID[id]
+			}
+			if err := g.Bootstrap(raftServers(servers)); err != nil {
+				n.log.Error("bootstrap shard", "shard", s, "err", err)
+				return
+			}
+			bootstrapped++
 		}
+		n.log.Info("formed the cluster", "shards", st.Shards, "replication", st.Replication,
+			"voters", len(voters), "bootstrapped_here", bootstrapped)
 	}
-	if err := n.writeClusterFile(clusterState{Shards: count}); err != nil {
+	if err := n.writeClusterFile(st); err != nil {
 		n.log.Error("write cluster state", "err", err)
 		return
 	}
-	if bootstrap {
-		n.log.Info("bootstrapped the cluster", "shards", count, "voters", len(voters))
-	}
-	n.shards.Store(count)
-	n.members.update(func(m *meta) { m.Shards = count })
+	n.repl.Store(int32(st.Replication))
+	n.draining.Store(st.Draining)
+	n.shards.Store(st.Shards)
+	n.members.update(func(m *meta) {
+		m.Shards, m.Replication, m.Draining = st.Shards, st.Replication, st.Draining
+	})
 	close(n.formed)
 }
 
@@ -247,6 +319,8 @@ func (n *Node) readClusterFile() (clusterState, bool, error) {
 }
 
 func (n *Node) writeClusterFile(st clusterState) error {
+	n.stateMu.Lock()
+	defer n.stateMu.Unlock()
 	b, _ := json.Marshal(st)
 	tmp := filepath.Join(n.dataDir, clusterFile+".tmp")
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
@@ -298,6 +372,7 @@ func equalU32(a, b []uint32) bool {
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.stopOnce.Do(func() {
+		n.stopPlacement()
 		if n.host != nil {
 			if terr := n.host.TransferLeadershipAway(ctx); terr != nil {
 				n.log.Warn("leadership transfer on shutdown", "err", terr)
@@ -320,6 +395,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 // Kill stops the node abruptly (tests): no leadership transfer, no gossip leave.
 func (n *Node) Kill() {
 	n.stopOnce.Do(func() {
+		n.stopPlacement()
 		close(n.stop)
 		if n.server != nil {
 			_ = n.server.Close()
@@ -330,6 +406,18 @@ func (n *Node) Kill() {
 		n.closeAll()
 		n.wg.Wait()
 	})
+}
+
+// stopPlacement stops the placement loop and waits for it, so that it
+// moves no leadership back while the node shuts down.
+func (n *Node) stopPlacement() {
+	if n.placeCancel != nil {
+		n.placeCancel()
+		<-n.placeDone
+	}
+	if n.peers != nil {
+		n.peers.close()
+	}
 }
 
 func (n *Node) closeAll() {

@@ -29,7 +29,12 @@ type Node struct {
 	ApiAddr  string                 `protobuf:"bytes,2,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
 	RaftAddr string                 `protobuf:"bytes,3,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
 	// gossip state: alive, suspect, dead, left
-	State         string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// draining: the node is being drained; placement gives it no replica.
+	Draining bool `protobuf:"varint,5,opt,name=draining,proto3" json:"draining,omitempty"`
+	// state_age_ms: how long the node has been in its gossip state, as this
+	// node saw it.
+	StateAgeMs    int64 `protobuf:"varint,6,opt,name=state_age_ms,json=stateAgeMs,proto3" json:"state_age_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -92,6 +97,20 @@ func (x *Node) GetState() string {
 	return ""
 }
 
+func (x *Node) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *Node) GetStateAgeMs() int64 {
+	if x != nil {
+		return x.StateAgeMs
+	}
+	return 0
+}
+
 type ShardInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
@@ -102,9 +121,20 @@ type ShardInfo struct {
 	CommitIndex   uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	AppliedIndex  uint64                 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// raft state of this node's replica: Leader, Follower, Candidate, or "" if none here.
-	LocalState    string `protobuf:"bytes,8,opt,name=local_state,json=localState,proto3" json:"local_state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LocalState string `protobuf:"bytes,8,opt,name=local_state,json=localState,proto3" json:"local_state,omitempty"`
+	// nonvoter_ids: replicas being caught up before they become voters (from
+	// this node's replica, like voter_ids).
+	NonvoterIds []string `protobuf:"bytes,9,rep,name=nonvoter_ids,json=nonvoterIds,proto3" json:"nonvoter_ids,omitempty"`
+	// placement_ids: the voters placement wants for the shard, as this node
+	// computes it from the live members; the shard's leader moves the
+	// configuration towards it, the first being its preferred leader.
+	PlacementIds []string `protobuf:"bytes,10,rep,name=placement_ids,json=placementIds,proto3" json:"placement_ids,omitempty"`
+	// configuration_committed: voter_ids and nonvoter_ids are known to be
+	// committed (this replica's whole log was committed when they were read);
+	// false means they may not be yet.
+	ConfigurationCommitted bool `protobuf:"varint,11,opt,name=configuration_committed,json=configurationCommitted,proto3" json:"configuration_committed,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *ShardInfo) Reset() {
@@ -191,6 +221,27 @@ func (x *ShardInfo) GetLocalState() string {
 		return x.LocalState
 	}
 	return ""
+}
+
+func (x *ShardInfo) GetNonvoterIds() []string {
+	if x != nil {
+		return x.NonvoterIds
+	}
+	return nil
+}
+
+func (x *ShardInfo) GetPlacementIds() []string {
+	if x != nil {
+		return x.PlacementIds
+	}
+	return nil
+}
+
+func (x *ShardInfo) GetConfigurationCommitted() bool {
+	if x != nil {
+		return x.ConfigurationCommitted
+	}
+	return false
 }
 
 type GetShardMapRequest struct {
@@ -482,16 +533,150 @@ func (x *TransferLeadershipResponse) GetLeaderId() string {
 	return ""
 }
 
+type DrainNodeRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// cancel ends a drain: the node is placed again.
+	Cancel        bool `protobuf:"varint,2,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeRequest) Reset() {
+	*x = DrainNodeRequest{}
+	mi := &file_frontdesk_v1_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeRequest) ProtoMessage() {}
+
+func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_frontdesk_v1_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
+func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
+	return file_frontdesk_v1_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DrainNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DrainNodeRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+type DrainNodeResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NodeId   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Draining bool                   `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	// leaders: shards the node still leads; replicas: shards it still holds.
+	Leaders  uint32 `protobuf:"varint,3,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	Replicas uint32 `protobuf:"varint,4,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	// drained: draining, and the node leads and holds nothing any more.
+	Drained       bool `protobuf:"varint,5,opt,name=drained,proto3" json:"drained,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeResponse) Reset() {
+	*x = DrainNodeResponse{}
+	mi := &file_frontdesk_v1_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeResponse) ProtoMessage() {}
+
+func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_frontdesk_v1_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
+func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
+	return file_frontdesk_v1_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DrainNodeResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DrainNodeResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *DrainNodeResponse) GetLeaders() uint32 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
+func (x *DrainNodeResponse) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *DrainNodeResponse) GetDrained() bool {
+	if x != nil {
+		return x.Drained
+	}
+	return false
+}
+
 var File_frontdesk_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_frontdesk_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x1afrontdesk/v1/cluster.proto\x12\ffrontdesk.v1\"d\n" +
+	"\x1afrontdesk/v1/cluster.proto\x12\ffrontdesk.v1\"\xa2\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12\x1b\n" +
 	"\traft_addr\x18\x03 \x01(\tR\braftAddr\x12\x14\n" +
-	"\x05state\x18\x04 \x01(\tR\x05state\"\x80\x02\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x1a\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\x12 \n" +
+	"\fstate_age_ms\x18\x06 \x01(\x03R\n" +
+	"stateAgeMs\"\x81\x03\n" +
 	"\tShardInfo\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12&\n" +
@@ -501,7 +686,11 @@ const file_frontdesk_v1_cluster_proto_rawDesc = "" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12\x1f\n" +
 	"\vlocal_state\x18\b \x01(\tR\n" +
-	"localState\"\x14\n" +
+	"localState\x12!\n" +
+	"\fnonvoter_ids\x18\t \x03(\tR\vnonvoterIds\x12#\n" +
+	"\rplacement_ids\x18\n" +
+	" \x03(\tR\fplacementIds\x127\n" +
+	"\x17configuration_committed\x18\v \x01(\bR\x16configurationCommitted\"\x14\n" +
 	"\x12GetShardMapRequest\"\x91\x01\n" +
 	"\x13GetShardMapResponse\x12\x16\n" +
 	"\x06shards\x18\x01 \x01(\rR\x06shards\x128\n" +
@@ -519,11 +708,21 @@ const file_frontdesk_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"to_node_id\x18\x02 \x01(\tR\btoNodeId\"9\n" +
 	"\x1aTransferLeadershipResponse\x12\x1b\n" +
-	"\tleader_id\x18\x01 \x01(\tR\bleaderId2\x9b\x02\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"C\n" +
+	"\x10DrainNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06cancel\x18\x02 \x01(\bR\x06cancel\"\x98\x01\n" +
+	"\x11DrainNodeResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\x12\x18\n" +
+	"\aleaders\x18\x03 \x01(\rR\aleaders\x12\x1a\n" +
+	"\breplicas\x18\x04 \x01(\rR\breplicas\x12\x18\n" +
+	"\adrained\x18\x05 \x01(\bR\adrained2\xe9\x02\n" +
 	"\x0eClusterService\x12R\n" +
 	"\vGetShardMap\x12 .frontdesk.v1.GetShardMapRequest\x1a!.frontdesk.v1.GetShardMapResponse\x12L\n" +
 	"\tGetStatus\x12\x1e.frontdesk.v1.GetStatusRequest\x1a\x1f.frontdesk.v1.GetStatusResponse\x12g\n" +
-	"\x12TransferLeadership\x12'.frontdesk.v1.TransferLeadershipRequest\x1a(.frontdesk.v1.TransferLeadershipResponseB?Z=github.com/frontdeskhq/frontdesk/gen/frontdesk/v1;frontdeskv1b\x06proto3"
+	"\x12TransferLeadership\x12'.frontdesk.v1.TransferLeadershipRequest\x1a(.frontdesk.v1.TransferLeadershipResponse\x12L\n" +
+	"\tDrainNode\x12\x1e.frontdesk.v1.DrainNodeRequest\x1a\x1f.frontdesk.v1.DrainNodeResponseB?Z=github.com/frontdeskhq/frontdesk/gen/frontdesk/v1;frontdeskv1b\x06proto3"
 
 var (
 	file_frontdesk_v1_cluster_proto_rawDescOnce sync.Once
@@ -537,7 +736,7 @@ func file_frontdesk_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_frontdesk_v1_cluster_proto_rawDescData
 }
 
-var file_frontdesk_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_frontdesk_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_frontdesk_v1_cluster_proto_goTypes = []any{
 	(*Node)(nil),                       // 0: frontdesk.v1.Node
 	(*ShardInfo)(nil),                  // 1: frontdesk.v1.ShardInfo
@@ -547,6 +746,8 @@ var file_frontdesk_v1_cluster_proto_goTypes = []any{
 	(*GetStatusResponse)(nil),          // 5: frontdesk.v1.GetStatusResponse
 	(*TransferLeadershipRequest)(nil),  // 6: frontdesk.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 7: frontdesk.v1.TransferLeadershipResponse
+	(*DrainNodeRequest)(nil),           // 8: frontdesk.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),          // 9: frontdesk.v1.DrainNodeResponse
 }
 var file_frontdesk_v1_cluster_proto_depIdxs = []int32{
 	1, // 0: frontdesk.v1.GetShardMapResponse.shard_infos:type_name -> frontdesk.v1.ShardInfo
@@ -556,11 +757,13 @@ var file_frontdesk_v1_cluster_proto_depIdxs = []int32{
 	2, // 4: frontdesk.v1.ClusterService.GetShardMap:input_type -> frontdesk.v1.GetShardMapRequest
 	4, // 5: frontdesk.v1.ClusterService.GetStatus:input_type -> frontdesk.v1.GetStatusRequest
 	6, // 6: frontdesk.v1.ClusterService.TransferLeadership:input_type -> frontdesk.v1.TransferLeadershipRequest
-	3, // 7: frontdesk.v1.ClusterService.GetShardMap:output_type -> frontdesk.v1.GetShardMapResponse
-	5, // 8: frontdesk.v1.ClusterService.GetStatus:output_type -> frontdesk.v1.GetStatusResponse
-	7, // 9: frontdesk.v1.ClusterService.TransferLeadership:output_type -> frontdesk.v1.TransferLeadershipResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
+	8, // 7: frontdesk.v1.ClusterService.DrainNode:input_type -> frontdesk.v1.DrainNodeRequest
+	3, // 8: frontdesk.v1.ClusterService.GetShardMap:output_type -> frontdesk.v1.GetShardMapResponse
+	5, // 9: frontdesk.v1.ClusterService.GetStatus:output_type -> frontdesk.v1.GetStatusResponse
+	7, // 10: frontdesk.v1.ClusterService.TransferLeadership:output_type -> frontdesk.v1.TransferLeadershipResponse
+	9, // 11: frontdesk.v1.ClusterService.DrainNode:output_type -> frontdesk.v1.DrainNodeResponse
+	8, // [8:12] is the sub-list for method output_type
+	4, // [4:8] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -577,7 +780,7 @@ func file_frontdesk_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_frontdesk_v1_cluster_proto_rawDesc), len(file_frontdesk_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,9 @@ const (
 	// ClusterServiceTransferLeadershipProcedure is the fully-qualified name of the ClusterService's
 	// TransferLeadership RPC.
 	ClusterServiceTransferLeadershipProcedure = "/frontdesk.v1.ClusterService/TransferLeadership"
+	// ClusterServiceDrainNodeProcedure is the fully-qualified name of the ClusterService's DrainNode
+	// RPC.
+	ClusterServiceDrainNodeProcedure = "/frontdesk.v1.ClusterService/DrainNode"
 )
 
 // ClusterServiceClient is a client for the frontdesk.v1.ClusterService service.
@@ -54,6 +57,12 @@ type ClusterServiceClient interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
 	// TransferLeadership moves a shard's leadership (to a node, or any).
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
+	// DrainNode marks a node draining (any node forwards the request to it):
+	// placement excludes it, its leaderships and replicas move to other
+	// nodes, after which it can stop without failing a client call. The
+	// answer says how far the drain has come; calling again is harmless and
+	// is how to follow it. With cancel, the node takes replicas again.
+	DrainNode(context.Context, *connect.Request[v1.DrainNodeRequest]) (*connect.Response[v1.DrainNodeResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the frontdesk.v1.ClusterService service. By
@@ -85,6 +94,12 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("TransferLeadership")),
 			connect.WithClientOptions(opts...),
 		),
+		drainNode: connect.NewClient[v1.DrainNodeRequest, v1.DrainNodeResponse](
+			httpClient,
+			baseURL+ClusterServiceDrainNodeProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("DrainNode")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -93,6 +108,7 @@ type clusterServiceClient struct {
 	getShardMap        *connect.Client[v1.GetShardMapRequest, v1.GetShardMapResponse]
 	getStatus          *connect.Client[v1.GetStatusRequest, v1.GetStatusResponse]
 	transferLeadership *connect.Client[v1.TransferLeadershipRequest, v1.TransferLeadershipResponse]
+	drainNode          *connect.Client[v1.DrainNodeRequest, v1.DrainNodeResponse]
 }
 
 // GetShardMap calls frontdesk.v1.ClusterService.GetShardMap.
@@ -110,6 +126,11 @@ func (c *clusterServiceClient) TransferLeadership(ctx context.Context, req *conn
 	return c.transferLeadership.CallUnary(ctx, req)
 }
 
+// DrainNode calls frontdesk.v1.ClusterService.DrainNode.
+func (c *clusterServiceClient) DrainNode(ctx context.Context, req *connect.Request[v1.DrainNodeRequest]) (*connect.Response[v1.DrainNodeResponse], error) {
+	return c.drainNode.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the frontdesk.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// GetShardMap: shard count, and each shard's leader and voters, as this node sees them.
@@ -118,6 +139,12 @@ type ClusterServiceHandler interface {
 	GetStatus(context.Context, *connect.Request[v1.GetStatusRequest]) (*connect.Response[v1.GetStatusResponse], error)
 	// TransferLeadership moves a shard's leadership (to a node, or any).
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
+	// DrainNode marks a node draining (any node forwards the request to it):
+	// placement excludes it, its leaderships and replicas move to other
+	// nodes, after which it can stop without failing a client call. The
+	// answer says how far the drain has come; calling again is harmless and
+	// is how to follow it. With cancel, the node takes replicas again.
+	DrainNode(context.Context, *connect.Request[v1.DrainNodeRequest]) (*connect.Response[v1.DrainNodeResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -145,6 +172,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("TransferLeadership")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceDrainNodeHandler := connect.NewUnaryHandler(
+		ClusterServiceDrainNodeProcedure,
+		svc.DrainNode,
+		connect.WithSchema(clusterServiceMethods.ByName("DrainNode")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/frontdesk.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceGetShardMapProcedure:
@@ -153,6 +186,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceGetStatusHandler.ServeHTTP(w, r)
 		case ClusterServiceTransferLeadershipProcedure:
 			clusterServiceTransferLeadershipHandler.ServeHTTP(w, r)
+		case ClusterServiceDrainNodeProcedure:
+			clusterServiceDrainNodeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -172,4 +207,8 @@ func (UnimplementedClusterServiceHandler) GetStatus(context.Context, *connect.Re
 
 func (UnimplementedClusterServiceHandler) TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("frontdesk.v1.ClusterService.TransferLeadership is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) DrainNode(context.Context, *connect.Request[v1.DrainNodeRequest]) (*connect.Response[v1.DrainNodeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("frontdesk.v1.ClusterService.DrainNode is not implemented"))
 }
