@@ -92,6 +92,10 @@ type Local struct {
 	Nodes []*Node
 }
 
+// handedOut holds the ports freePort returned: the kernel may offer a
+// closed port again at once, and two nodes must not be given the same one.
+var handedOut sync.Map
+
 // freePort reserves a free TCP port on 127.0.0.1 (and checks UDP for gossip).
 func freePort(t testing.TB) int {
 	t.Helper()
@@ -102,6 +106,9 @@ func freePort(t testing.TB) int {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
+		if _, dup := handedOut.LoadOrStore(port, true); dup {
+			continue
+		}
 		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			continue

@@ -308,6 +308,9 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	}
 }
 
+// handedOut holds the ports freeAddr returned.
+var handedOut sync.Map
+
 // freeAddr reserves a loopback port free for TCP and UDP (gossip uses both).
 func freeAddr(t testing.TB) string {
 	t.Helper()
@@ -318,6 +321,9 @@ func freeAddr(t testing.TB) string {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
+		if _, dup := handedOut.LoadOrStore(port, true); dup {
+			continue // the kernel may offer a port it just gave us again
+		}
 		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			continue
