@@ -1,5 +1,7 @@
 // Command frontdeskd runs one frontdesk node. `frontdeskd --dev` runs a
 // single-node cluster on 127.0.0.1:7420 with a temporary data dir.
+// `frontdeskd healthcheck` exits 0 if the node on this host is ready (for
+// container health checks).
 package main
 
 import (
@@ -19,6 +21,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], os.Getenv, os.Stderr)
+	}
 	cfg, err := node.ParseFlags("frontdeskd", args, os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "frontdeskd:", err)
