@@ -17,43 +17,65 @@ import (
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
 )
 
-// clusterTarget runs W1 through the Go client against a cluster.
+// clusterTarget runs W1 through the Go client against a cluster: one
+// client.Client (one HTTP/2 connection per node), or several used in
+// turn, as several IM service instances would.
 type clusterTarget struct {
-	cl     *client.Client
+	cl     *client.Client // the first; for the shard map
+	all    []*client.Client
+	next   atomic.Uint64
 	addrs  []string
 	counts *retryCounter
 }
 
-// dialCluster connects the client to any of addrs.
-func dialCluster(ctx context.Context, addrs []string, callTimeout time.Duration) (*clusterTarget, error) {
-	counts := &retryCounter{}
+// dialCluster connects n clients to any of addrs.
+func dialCluster(ctx context.Context, addrs []string, n int, callTimeout time.Duration) (*clusterTarget, error) {
+	t := &clusterTarget{addrs: addrs, counts: &retryCounter{}}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cl, err := client.New(cctx, addrs,
-		client.WithCallTimeout(callTimeout),
-		client.WithRetry(10*time.Millisecond, 100*time.Millisecond),
-		client.WithLogger(slog.New(counts)))
-	if err != nil {
-		return nil, err
+	for range max(n, 1) {
+		cl, err := client.New(cctx, addrs,
+			client.WithCallTimeout(callTimeout),
+			client.WithRetry(10*time.Millisecond, 100*time.Millisecond),
+			client.WithLogger(slog.New(t.counts)))
+		if err != nil {
+			t.close()
+			return nil, err
+		}
+		t.all = append(t.all, cl)
 	}
-	return &clusterTarget{cl: cl, addrs: addrs, counts: counts}, nil
+	t.cl = t.all[0]
+	return t, nil
 }
 
-func (t *clusterTarget) close() { t.cl.Close() }
+func (t *clusterTarget) close() {
+	for _, cl := range t.all {
+		cl.Close()
+	}
+}
+
+// pick is the client for the next call.
+func (t *clusterTarget) pick() *client.Client {
+	if len(t.all) == 1 {
+		return t.cl
+	}
+	return t.all[t.next.Add(1)%uint64(len(t.all))]
+}
 
 func (t *clusterTarget) setup(ctx context.Context, cmds []*pb.Command) error {
+	cl := t.pick()
 	for _, c := range cmds {
 		cctx := client.WithRequestID(ctx, c.RequestId)
 		var err error
 		switch b := c.Body.(type) {
 		case *pb.Command_UpsertMerchant:
-			_, err = t.cl.UpsertMerchant(cctx, b.UpsertMerchant)
+			_, err = cl.UpsertMerchant(cctx, b.UpsertMerchant)
 		case *pb.Command_UpsertGroup:
-			_, err = t.cl.UpsertGroup(cctx, b.UpsertGroup)
+			_, err = cl.UpsertGroup(cctx, b.UpsertGroup)
 		case *pb.Command_UpsertAgent:
-			_, err = t.cl.UpsertAgent(cctx, b.UpsertAgent)
+			_, err = cl.UpsertAgent(cctx, b.UpsertAgent)
 		case *pb.Command_SetAgentStatus:
-			_, err = t.cl.SetStatus(cctx, b.SetAgentStatus.MerchantId, b.SetAgentStatus.AgentId, b.SetAgentStatus.Status)
+			_, err = cl.SetStatus(cctx, b.SetAgentStatus.MerchantId, b.SetAgentStatus.AgentId, b.SetAgentStatus.Status)
 		default:
 			err = fmt.Errorf("no client call for %T", c.Body)
 		}
@@ -65,7 +87,7 @@ func (t *clusterTarget) setup(ctx context.Context, cmds []*pb.Command) error {
 }
 
 func (t *clusterTarget) consult(ctx context.Context, merchant, buyer string) (*pb.Result, error) {
-	r, err := t.cl.Consult(ctx, &pb.Consult{MerchantId: merchant, BuyerId: buyer})
+	r, err := t.pick().Consult(ctx, &pb.Consult{MerchantId: merchant, BuyerId: buyer})
 	if errors.Is(err, client.ErrBusy) {
 		return r, nil
 	}
@@ -73,7 +95,7 @@ func (t *clusterTarget) consult(ctx context.Context, merchant, buyer string) (*p
 }
 
 func (t *clusterTarget) end(ctx context.Context, merchant, session string) error {
-	_, err := t.cl.End(ctx, merchant, session, pb.EndReason_END_REASON_AGENT_ENDED)
+	_, err := t.pick().End(ctx, merchant, session, pb.EndReason_END_REASON_AGENT_ENDED)
 	return err
 }
 

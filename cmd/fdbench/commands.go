@@ -44,7 +44,7 @@ func openCluster(ctx context.Context, o *options, stderr io.Writer) (_ *clusterE
 		fmt.Fprintf(stderr, "fdbench: %d local nodes with %d shards ready in %v (data in %s)\n",
 			o.local, o.shards, time.Since(start).Round(time.Millisecond), e.local.dir)
 	}
-	if e.t, err = dialCluster(ctx, addrs, time.Second); err != nil {
+	if e.t, err = dialCluster(ctx, addrs, o.clients, time.Second); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -113,6 +113,7 @@ func measureCluster(ctx context.Context, o *options, e *clusterEnv, progress io.
 		opTimeout: o.opTimeout, progress: progress, label: label, onStart: w.begin}
 	m := runW1(ctx, e.t, ro)
 	r := newResult("w1", ro, int(e.t.cl.Shards()), m)
+	r.Clients = len(e.t.all)
 	w.finish(&r, termsOf)
 	return r
 }

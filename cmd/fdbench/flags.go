@@ -24,6 +24,7 @@ type options struct {
 	shards     int
 	frontdeskd string
 	keep       bool
+	clients    int
 
 	groups    int // ceiling
 	vsCeiling bool
@@ -37,12 +38,12 @@ type options struct {
 
 func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	switch cmd {
-	case "w1", "ceiling", "failover":
+	case "w1", "ceiling", "failover", "inproc":
 	default:
 		fmt.Fprint(stderr, usage)
 		return nil, fmt.Errorf("unknown command %q", cmd)
 	}
-	o := &options{}
+	o := &options{groups: 1}
 	fs := flag.NewFlagSet("fdbench "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.conc, "c", 64, "concurrency: clients looping over W1 at once")
@@ -52,7 +53,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of the table")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 10*time.Second, "give up on one op (retries included) after this long; counted as an error")
 	fs.IntVar(&o.setupConc, "setup-c", 32, "concurrency of the setup of W1's 1,000 merchants")
-	if cmd != "ceiling" {
+	if cmd == "inproc" {
+		fs.IntVar(&o.shards, "shards", 16, "shards (raft groups), each with 3 voters")
+	}
+	if cmd != "ceiling" && cmd != "inproc" {
 		fs.Func("addr", "comma-separated API addresses of a running cluster (host:port)", func(s string) error {
 			for _, a := range strings.Split(s, ",") {
 				if a = strings.TrimSpace(a); a != "" {
@@ -65,8 +69,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		fs.IntVar(&o.shards, "shards", 16, "with --local: the cluster's shard count")
 		fs.StringVar(&o.frontdeskd, "frontdeskd", "", "with --local: the frontdeskd binary (default: go build it from this module)")
 		fs.BoolVar(&o.keep, "keep", false, "with --local: keep the nodes' data dirs and logs")
+		fs.IntVar(&o.clients, "clients", 1, "client.Client instances (each with its own connection per node), used in turn")
 	}
-	if cmd != "failover" {
+	if cmd == "ceiling" {
 		fs.IntVar(&o.groups, "groups", 1, "ceiling: raft groups (merchants spread over them like over shards)")
 	}
 	if cmd == "w1" {
@@ -88,11 +93,13 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	switch {
 	case o.conc < 1:
 		return nil, errors.New("-c must be at least 1")
+	case o.clients < 0:
+		return nil, errors.New("--clients must not be negative")
 	case o.duration <= 0:
 		return nil, errors.New("-d must be positive")
 	case o.warmup < 0:
 		return nil, errors.New("--warmup must not be negative")
-	case o.groups < 1 && cmd != "failover":
+	case o.groups < 1 && cmd == "ceiling":
 		return nil, errors.New("--groups must be at least 1")
 	case cmd == "w1" && o.local == 0 && len(o.addrs) == 0:
 		return nil, errors.New("w1 needs --addr or --local")

@@ -8,6 +8,7 @@
 //	fdbench w1 --local 3 -c 64 -d 30s        # three frontdeskd processes it starts itself
 //	fdbench w1 --addr 10.0.0.1:7420,10.0.0.2:7420 -c 256 -d 60s --json
 //	fdbench ceiling -c 256 -d 30s
+//	fdbench inproc --shards 16 -c 256 -d 30s  # the shard layer alone, no RPC
 //	fdbench w1 --local 3 --vs-ceiling -c 256 -d 20s --rounds 3
 //	fdbench failover --local 3 --kills 20 -c 32
 //
@@ -43,6 +44,7 @@ const usage = `usage: fdbench <command> [flags]
 commands:
   w1        workload W1 against a cluster (--addr) or local nodes (--local 3)
   ceiling   W1 applied straight to an in-process 3-node hashicorp/raft cluster
+  inproc    W1 through shard.Group.Propose on 3 in-process shard hosts (no RPC)
   failover  SIGKILL a shard's leader under W1 load, --kills times
 
 Run "fdbench <command> -h" for its flags.
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runW1Cmd(ctx, o, stdout, stderr)
 	case "ceiling":
 		return runCeilingCmd(ctx, o, stdout, stderr)
+	case "inproc":
+		return runInprocCmd(ctx, o, stdout, stderr)
 	case "failover":
 		return runFailoverCmd(ctx, o, stdout, stderr)
 	}

@@ -10,11 +10,13 @@ import (
 // result is one measured run, printed as a table or (--json) as one
 // object.
 type result struct {
-	Mode        string  `json:"mode"`     // w1 or ceiling
-	Workload    string  `json:"workload"` // W1 or W1-surge
-	Concurrency int     `json:"concurrency"`
-	DurationS   float64 `json:"duration_s"`
-	WarmupS     float64 `json:"warmup_s"`
+	Mode        string `json:"mode"`     // w1 or ceiling
+	Workload    string `json:"workload"` // W1 or W1-surge
+	Concurrency int    `json:"concurrency"`
+	// Clients is how many client.Client instances shared the load (w1).
+	Clients   int     `json:"clients,omitempty"`
+	DurationS float64 `json:"duration_s"`
+	WarmupS   float64 `json:"warmup_s"`
 	// Shards is the cluster's shard count (w1) or the number of raft
 	// groups (ceiling).
 	Shards    int     `json:"shards"`
@@ -39,6 +41,10 @@ type result struct {
 	// LeaderChanges is how many times a shard's term grew during the
 	// window, summed over shards (an election each); absent when unknown.
 	LeaderChanges *int64 `json:"leader_changes,omitempty"`
+	// RaftEntries is how many log entries the shard leaders appended in
+	// the window (inproc), and OpsPerEntry the ops per entry.
+	RaftEntries int64   `json:"raft_entries,omitempty"`
+	OpsPerEntry float64 `json:"ops_per_entry,omitempty"`
 	// Nodes are the frontdeskd processes (w1 --local), or this process
 	// holding the in-process raft nodes (ceiling).
 	Nodes []procUsage `json:"nodes"`
@@ -93,6 +99,7 @@ func printTable(w io.Writer, rs ...result) {
 	row("", func(r result) string { return r.Mode })
 	row("workload", func(r result) string { return r.Workload })
 	row("concurrency", func(r result) string { return fmt.Sprint(r.Concurrency) })
+	row("clients", func(r result) string { return fmt.Sprint(max(r.Clients, 1)) })
 	row("shards/groups", func(r result) string { return fmt.Sprint(r.Shards) })
 	row("duration s", func(r result) string { return fmt.Sprintf("%.1f", r.DurationS) })
 	row("ops", func(r result) string { return fmt.Sprint(r.Ops) })
@@ -106,6 +113,12 @@ func printTable(w io.Writer, rs ...result) {
 	row("retries", func(r result) string { return fmt.Sprint(r.Retries) })
 	row("assigned/queued/busy", func(r result) string {
 		return fmt.Sprintf("%d/%d/%d", r.Outcomes.Assigned, r.Outcomes.Queued, r.Outcomes.Busy)
+	})
+	row("raft entries (ops/entry)", func(r result) string {
+		if r.RaftEntries == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%d (%.1f)", r.RaftEntries, r.OpsPerEntry)
 	})
 	row("leader changes", func(r result) string {
 		if r.LeaderChanges == nil {
