@@ -116,8 +116,15 @@ func (f *fakeFuture) Index() uint64 { return 0 }
 // group that closes at the end of the test.
 func newTestBatcher(t *testing.T, f *fakeRaft, max int) (*Group, *batcher) {
 	t.Helper()
+	return newTestBatcherInflight(t, f, max, 0)
+}
+
+// newTestBatcherInflight is newTestBatcher with at most inflight entries
+// unanswered (0: no bound).
+func newTestBatcherInflight(t *testing.T, f *fakeRaft, max, inflight int) (*Group, *batcher) {
+	t.Helper()
 	g := &Group{shard: 7, closing: make(chan struct{})}
-	b := newBatcher(g, max, f.submit)
+	b := newBatcher(g, max, inflight, f.submit)
 	g.prop = b
 	t.Cleanup(func() {
 		g.closeOnce.Do(func() { close(g.closing) })
@@ -226,6 +233,47 @@ func TestBatcherPacksWaitingCallsIntoOneEntry(t *testing.T) {
 	}
 	if st := (BatchStats{Entries: b.entries.Load(), Commands: b.commands.Load()}); st != (BatchStats{2, uint64(total + 1)}) {
 		t.Fatalf("stats %+v, want 2 entries and %d commands", st, total+1)
+	}
+}
+
+// TestBatcherWaitsForTheEntryInFlight: with one entry in flight, the calls
+// made while it is uncommitted wait, and all go into the next entry.
+func TestBatcherWaitsForTheEntryInFlight(t *testing.T) {
+	release := map[int]chan struct{}{0: make(chan struct{})}
+	f := &fakeRaft{release: release}
+	_, b := newTestBatcherInflight(t, f, MaxBatchCommands, 1)
+	first, firstDone := goPropose(context.Background(), b, "first")
+	for f.entryCount() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	var calls []*call
+	var dones []<-chan struct{}
+	for i := range 10 {
+		c, d := goPropose(context.Background(), b, "c"+strconv.Itoa(i))
+		calls, dones = append(calls, c), append(dones, d)
+	}
+	waitQueued(t, b, 9) // the loop holds one while it waits for the slot
+	if n := f.entryCount(); n != 1 {
+		t.Fatalf("%d entries submitted while the first is uncommitted, want 1", n)
+	}
+	close(release[0])
+	<-firstDone
+	checkOwnResults(t, first)
+	for i, c := range calls {
+		<-dones[i]
+		checkOwnResults(t, c)
+	}
+	if n := f.entryCount(); n != 2 || len(f.entry(1).Commands) != 10 {
+		t.Fatalf("%d entries (second with %d commands), want 2 with all 10 waiting calls in the second", n, len(f.entry(1).Commands))
+	}
+	// A failed entry frees its slot too.
+	f.mu.Lock()
+	f.answer = func(int) error { return errors.New("no") }
+	f.mu.Unlock()
+	for range 3 {
+		if _, err := b.propose(context.Background(), cmds("x")); err == nil {
+			t.Fatal("want the fake's error")
+		}
 	}
 }
 

@@ -103,7 +103,7 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 	if g.raft, err = raft.NewRaft(rc, g.app, g.logs, g.store, g.snaps, g.trans); err != nil {
 		return nil, err
 	}
-	g.prop = newBatcher(g, MaxBatchCommands, g.raft.Apply)
+	g.prop = newBatcher(g, MaxBatchCommands, MaxInflightEntries, g.raft.Apply)
 
 	obs := make(chan raft.Observation, 16)
 	g.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
