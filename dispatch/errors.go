@@ -15,6 +15,9 @@ import (
 // errNoReplica: this node holds no replica of the merchant's shard.
 var errNoReplica = errors.New("dispatch: no replica of the shard on this node")
 
+// errNotFormed: this node does not know the cluster's shard count yet.
+var errNotFormed = errors.New("dispatch: this node has not joined a formed cluster yet")
+
 // toConnect is the one table that turns errors from fsm and shard into
 // Connect errors. Validation → InvalidArgument; unknown merchant, agent,
 // session → NotFound; limit and state conflicts → FailedPrecondition; an

@@ -95,7 +95,14 @@ func (s *Service) replica(merchantID string) (uint32, Replica, error) {
 	if len(merchantID) > fsm.MaxIDLen {
 		return 0, nil, invalidArg("merchant_id", "over the id length limit")
 	}
-	id := shard.ForMerchant(merchantID, s.cluster.Shards())
+	n := s.cluster.Shards()
+	if n == 0 {
+		// Not (yet) a member of a formed cluster — starting, or restoring
+		// its replicas after a restart: without the shard count this node
+		// cannot tell which shard the merchant is on, and must not guess.
+		return 0, nil, connect.NewError(connect.CodeUnavailable, errNotFormed)
+	}
+	id := shard.ForMerchant(merchantID, n)
 	r, ok := s.cluster.Replica(id)
 	if !ok {
 		return id, nil, s.toConnect(id, errNoReplica)
