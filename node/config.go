@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/frontdeskhq/frontdesk/dispatch"
 )
 
 // Config is one frontdeskd process's configuration. Every field has a flag
@@ -36,8 +38,22 @@ type Config struct {
 	SnapshotInterval  time.Duration // --snapshot-interval: how often the threshold is checked
 	TrailingLogs      uint64        // --trailing-logs: entries a snapshot leaves in the log
 
+	// Security (SECURITY.md).
+	AuthSecretFile   string  // --auth-secret-file: HMAC secret for API tokens (≥ 32 bytes)
+	Insecure         bool    // --insecure: allow listening beyond loopback without auth
+	TLSCert, TLSKey  string  // --tls-cert, --tls-key: serve the API over TLS
+	PeerTLSCert      string  // --peer-tls-cert: this node's certificate for Raft mTLS
+	PeerTLSKey       string  // --peer-tls-key
+	PeerTLSCA        string  // --peer-tls-ca: the CA that signs every node's peer certificate
+	GossipKey        string  // --gossip-key: base64 AES key (16, 24 or 32 bytes) for gossip
+	ConsultRate      float64 // --consult-rate: per-merchant consults/s admitted on this node (0: unlimited)
+	ConsultBurst     int     // --consult-burst
+	StreamsPerCaller int     // --streams-per-caller: open event streams per caller (0: unlimited)
+
 	// Testing knobs (no flags).
 	FastRaft bool // tight Raft and gossip timings for tests on loopback
+	// JoinTimeout bounds how long Start keeps trying --join (default 30s).
+	JoinTimeout time.Duration
 	// ReconcileInterval is how often placement is checked when nothing
 	// else wakes it (default 500ms).
 	ReconcileInterval time.Duration
@@ -69,6 +85,18 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	fs.DurationVar(&c.TickInterval, "tick", time.Second, "how often each shard leader advances the state machine's time")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.AuthSecretFile, "auth-secret-file", "", "file holding the cluster's token secret (at least 32 bytes); API calls then need a bearer token")
+	fs.BoolVar(&c.Insecure, "insecure", false, "allow listening beyond loopback without --auth-secret-file (not for production)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for serving the API over TLS")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&c.PeerTLSCert, "peer-tls-cert", "", "PEM certificate of this node for mutual TLS on the Raft port")
+	fs.StringVar(&c.PeerTLSKey, "peer-tls-key", "", "PEM key of --peer-tls-cert")
+	fs.StringVar(&c.PeerTLSCA, "peer-tls-ca", "", "PEM CA that signs every node's peer certificate")
+	fs.StringVar(&c.GossipKey, "gossip-key", "", "base64 AES key (16, 24 or 32 bytes) encrypting gossip; every node needs the same")
+	lim := dispatch.DefaultLimits()
+	fs.Float64Var(&c.ConsultRate, "consult-rate", lim.ConsultRate, "consults per second admitted per merchant on this node (0: unlimited)")
+	fs.IntVar(&c.ConsultBurst, "consult-burst", lim.ConsultBurst, "consults a merchant may send at once above --consult-rate")
+	fs.IntVar(&c.StreamsPerCaller, "streams-per-caller", lim.StreamsPerCaller, "event streams one caller may hold open (0: unlimited)")
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", 0, "log entries since the last snapshot that make a shard take one (0: raft's default, 8192)")
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 0, "how often each shard checks --snapshot-threshold (0: raft's default, 120s)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", 0, "log entries a snapshot leaves behind for followers to catch up from (0: raft's default, 10240)")

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/frontdeskhq/frontdesk/auth"
 	"github.com/frontdeskhq/frontdesk/dispatch"
 )
 
@@ -19,7 +20,16 @@ var errNoReplica = errors.New("node: no replica of that shard here")
 func (n *Node) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
 	svc := dispatch.New(n, n.log.With("component", "dispatch"))
-	svc.Register(mux, connect.WithInterceptors(n.metrics.interceptor()))
+	svc.SetLimits(dispatch.Limits{ConsultRate: n.cfg.ConsultRate, ConsultBurst: n.cfg.ConsultBurst, StreamsPerCaller: n.cfg.StreamsPerCaller})
+	interceptors := []connect.Interceptor{n.metrics.interceptor()}
+	if n.sec.authSecret != nil {
+		ai, err := auth.NewInterceptor(n.sec.authSecret)
+		if err != nil {
+			panic(err) // loadSecurity checked the secret's length
+		}
+		interceptors = append(interceptors, ai)
+	}
+	svc.Register(mux, connect.WithInterceptors(interceptors...))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -38,6 +48,13 @@ func (n *Node) newHTTPServer() *http.Server {
 	}
 	s.Protocols.SetHTTP1(true)
 	s.Protocols.SetUnencryptedHTTP2(true)
+	if n.sec.apiTLS != nil {
+		// Over TLS, HTTP/2 is negotiated by ALPN; prior-knowledge h2c would
+		// swallow HTTP/1.1 clients that offer no ALPN.
+		s.Protocols.SetUnencryptedHTTP2(false)
+		s.Protocols.SetHTTP2(true)
+		s.TLSConfig = n.sec.apiTLS
+	}
 	return s
 }
 

@@ -54,7 +54,8 @@ type membership struct {
 	changed chan struct{}     // closed and replaced on every change
 }
 
-func newMembership(cfg *Config, self meta, log *slog.Logger) (*membership, error) {
+// newMembership starts gossip; a non-nil key encrypts it (AES, memberlist's keyring).
+func newMembership(cfg *Config, self meta, log *slog.Logger, key []byte) (*membership, error) {
 	m := &membership{self: self, log: log, members: map[string]member{}, changed: make(chan struct{})}
 	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
 	if err != nil {
@@ -92,6 +93,10 @@ func newMembership(cfg *Config, self meta, log *slog.Logger) (*membership, error
 	mc.AdvertiseAddr, mc.AdvertisePort = advHost, advPort
 	mc.Delegate = m
 	mc.Events = m
+	if key != nil {
+		mc.SecretKey = key
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	mc.Logger = hclogslog.New(log.With("component", "memberlist")).StandardLogger(nil)
 	list, err := memberlist.Create(mc)
 	if err != nil {

@@ -27,8 +27,10 @@ import (
 type Node struct {
 	cfg     *Config
 	log     *slog.Logger
+	sec     *security
 	dataDir string
 	tempDir bool
+	started time.Time
 
 	apiLn   net.Listener
 	raftLn  net.Listener
@@ -80,6 +82,17 @@ func Start(cfg *Config, log *slog.Logger) (*Node, error) {
 }
 
 func (n *Node) start() error {
+	sec, err := n.cfg.loadSecurity()
+	if err != nil {
+		return err
+	}
+	if err := n.cfg.checkExposure(sec); err != nil {
+		return err
+	}
+	if sec.authSecret == nil && !loopbackOnly(n.cfg.APIAddr) {
+		n.log.Warn("INSECURE: the API is open to anyone who can reach " + n.cfg.APIAddr + " (--insecure, no --auth-secret-file)")
+	}
+	n.sec = sec
 	n.dataDir = n.cfg.DataDir
 	if n.dataDir == "" {
 		dir, err := os.MkdirTemp("", "frontdesk-dev-")
@@ -91,7 +104,6 @@ func (n *Node) start() error {
 	if err := os.MkdirAll(n.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	var err error
 	if n.raftLn, err = net.Listen("tcp", n.cfg.RaftAddr); err != nil {
 		return fmt.Errorf("--raft-addr: %w", err)
 	}
@@ -110,7 +122,11 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("advertised raft address %q: %w", raftAdv, err)
 	}
-	if n.mux, err = transport.NewMux(n.raftLn, advAddr, transport.WithLogger(n.log.With("component", "raft-mux"))); err != nil {
+	muxOpts := []transport.Option{transport.WithLogger(n.log.With("component", "raft-mux"))}
+	if n.sec.peerTLS != nil {
+		muxOpts = append(muxOpts, transport.WithTLS(n.sec.peerTLS))
+	}
+	if n.mux, err = transport.NewMux(n.raftLn, advAddr, muxOpts...); err != nil {
 		return err
 	}
 	hc := shard.HostConfig{NodeID: n.cfg.ID, DataDir: n.dataDir, Mux: n.mux, Logger: n.log, TickInterval: n.cfg.TickInterval,
@@ -126,7 +142,11 @@ func (n *Node) start() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.server.Serve(n.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return n.server.Serve(n.apiLn) }
+		if n.sec.apiTLS != nil {
+			serve = func() error { return n.server.ServeTLS(n.apiLn, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("api server", "err", err)
 		}
 	}()
@@ -141,10 +161,14 @@ func (n *Node) start() error {
 	if formed {
 		self.Shards, self.Replication, self.Draining = st.Shards, st.Replication, st.Draining
 	}
-	if n.members, err = newMembership(n.cfg, self, n.log); err != nil {
+	if n.members, err = newMembership(n.cfg, self, n.log, n.sec.gossipKey); err != nil {
 		return err
 	}
-	if err := n.members.join(n.cfg.Join, 30*time.Second); err != nil {
+	joinTimeout := n.cfg.JoinTimeout
+	if joinTimeout <= 0 {
+		joinTimeout = 30 * time.Second
+	}
+	if err := n.members.join(n.cfg.Join, joinTimeout); err != nil {
 		return err
 	}
 	n.peers = newPeers(n)

@@ -35,7 +35,35 @@ func newPeers(n *Node) *peers {
 		Protocols:       p,
 		IdleConnTimeout: time.Minute,
 	}
+	if tc := n.sec.peerClientTLS(); tc != nil {
+		p.SetHTTP2(true)
+		tr.TLSClientConfig = tc
+	}
 	return &peers{n: n, hc: &http.Client{Transport: tr}, clients: map[string]frontdeskv1connect.ClusterServiceClient{}}
+}
+
+// scheme is how other nodes' API is reached.
+func (p *peers) scheme() string {
+	if p.n.sec.apiTLS != nil {
+		return "https://"
+	}
+	return "http://"
+}
+
+// authorize adds a fresh operator token when the cluster uses auth.
+func (p *peers) authorize() connect.ClientOption {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			tok, err := p.n.sec.operatorToken()
+			if err != nil {
+				return nil, err
+			}
+			if tok != "" {
+				req.Header().Set("Authorization", "Bearer "+tok)
+			}
+			return next(ctx, req)
+		}
+	}))
 }
 
 // client returns the ClusterService client of a member, by node id.
@@ -48,7 +76,7 @@ func (p *peers) client(id string) (frontdeskv1connect.ClusterServiceClient, erro
 	defer p.mu.Unlock()
 	c, ok := p.clients[mb.APIAddr]
 	if !ok {
-		c = frontdeskv1connect.NewClusterServiceClient(p.hc, "http://"+mb.APIAddr)
+		c = frontdeskv1connect.NewClusterServiceClient(p.hc, p.scheme()+mb.APIAddr, p.authorize())
 		p.clients[mb.APIAddr] = c
 	}
 	return c, nil

@@ -91,7 +91,13 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-// next chooses the next call.
+// next chooses the next call: about 30% consults (from a random buyer of
+// the pool, a quarter from after-sales pages, user levels 0-3), 18% ends,
+// 8% escalations, 8% transfers (half to an agent, half to a group), 3%
+// first replies — each of those on a session the workers know, else a
+// consult instead —, 10% pull-next, 6% status changes (mostly back
+// online), 4% limit changes (1-4), 10% position reads and 3% agent-list
+// reads.
 func (w *worker) next() model.Input {
 	in := model.Input{Merchant: w.m.ID, RequestID: client.NewRequestID()}
 	agent := func() string { return w.m.Agents[w.rnd.IntN(len(w.m.Agents))].ID }
