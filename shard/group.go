@@ -95,6 +95,12 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 		MaxPool: cfg.TransportPool,
 		Timeout: cfg.TransportTimeout,
 		Logger:  hlog.Named("raft-net"),
+		// No pipelining: in raft v1.7.3 a leader whose pipeline decoder
+		// stops (a response from a newer term, as after a leadership
+		// transfer) can block for ever sending the next entry, and then
+		// raft.Shutdown never returns. hashicorp measured pipelining to help
+		// only on high-latency links (see MaxRPCsInFlight's doc).
+		MaxRPCsInFlight: 1,
 	})
 	closers = append(closers, g.trans.Close)
 
