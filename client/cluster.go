@@ -65,3 +65,26 @@ func (c *Client) DrainNode(ctx context.Context, nodeID string, cancel bool) (*pb
 			return ep.cluster.DrainNode(ctx, connect.NewRequest(req))
 		})
 }
+
+// NodeStatus asks the node at apiAddr ("host:port" or a URL), and only it,
+// for its status: the nodes as its gossip sees them and the shards as its
+// own replicas see them (follower progress included, which the leader's
+// answer does not have). It is not retried elsewhere; the call timeout
+// bounds it.
+func (c *Client) NodeStatus(ctx context.Context, apiAddr string) (*pb.GetStatusResponse, error) {
+	const procedure = frontdeskv1connect.ClusterServiceGetStatusProcedure
+	u, err := baseURL(c.routes.scheme, apiAddr)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.callTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.callTimeout)
+		defer cancel()
+	}
+	resp, err := c.endpoint(u).cluster.GetStatus(ctx, connect.NewRequest(&pb.GetStatusRequest{}))
+	if err != nil {
+		return nil, newError(procedure, err)
+	}
+	return resp.Msg, nil
+}

@@ -2,7 +2,10 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/hashicorp/raft"
 
@@ -115,6 +118,9 @@ func (n *Node) TransferLeadership(ctx context.Context, s uint32, to string) (str
 	g, ok := n.host.Group(s)
 	if !ok {
 		return "", errNoReplica
+	}
+	if g.IsLeader() && len(g.Info().Voters) < 2 {
+		return "", connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("shard %d has no other voter to lead it", s))
 	}
 	if err := g.TransferLeadership(ctx, to); err != nil {
 		return "", err

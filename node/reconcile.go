@@ -107,6 +107,7 @@ func (r *reconciler) reconcile(ctx context.Context, v *view, sc *statusCache, g 
 		cfg:       cfg,
 		addrs:     map[string]string{},
 		alive:     v.alive,
+		removable: v.removable,
 		caughtUp: func(id string) bool {
 			return id == v.self || r.caughtUp(s, id, progress(id), info.Term, info.CommitIndex)
 		},
@@ -120,6 +121,9 @@ func (r *reconciler) reconcile(ctx context.Context, v *view, sc *statusCache, g 
 	}
 	a := decide(st)
 	if a.kind == actNone {
+		if a.why != "" {
+			r.n.log.Debug("placement: waiting", "shard", s, "why", a.why, "placed", st.want, "voters", cfg.Voters())
+		}
 		return
 	}
 	log := r.n.log.With("shard", s, "node", a.id, "why", a.why)
@@ -179,6 +183,9 @@ type shardState struct {
 	cfg       shard.Configuration
 	addrs     map[string]string // Raft address of every alive member
 	alive     func(id string) bool
+	// removable: the view knows the node well enough to remove it from
+	// the shard when placement does not want it (see view.removable).
+	removable func(id string) bool
 	// caughtUp: the node's replica is close to this leader (true for self).
 	caughtUp func(id string) bool
 	// hasReplica: the node has opened a replica of the shard, so the leader
@@ -248,10 +255,14 @@ func decide(st shardState) action {
 			return action{kind: actAddNonvoter, id: id, addr: addr, why: "placed here"}
 		}
 	}
-	var extra []string
+	var extra, unsure []string
 	for _, id := range voters {
-		if !placed(id) {
+		switch {
+		case placed(id):
+		case st.removable(id):
 			extra = append(extra, id)
+		default:
+			unsure = append(unsure, id)
 		}
 	}
 	if len(extra) > 0 && len(voters) > len(st.want) {
@@ -289,6 +300,9 @@ func decide(st shardState) action {
 			return action{kind: actRemove, id: x, why: "voter no longer placed here"}
 		}
 		return action{why: "removing a voter would leave too few caught-up voters"}
+	}
+	if len(unsure) > 0 {
+		return action{why: "gossip has not told this node enough about a voter placement does not want"}
 	}
 	if st.settled && st.preferred != "" && st.preferred != st.self && len(extra) == 0 &&
 		len(voters) == len(st.want) && slices.Contains(voters, st.preferred) && st.caughtUp(st.preferred) {

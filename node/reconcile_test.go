@@ -42,7 +42,7 @@ func TestDecide(t *testing.T) {
 		return shardState{
 			self: "a", want: []string{"a", "b", "c"}, preferred: "a",
 			cfg: config("a", "b", "c"), addrs: addrs,
-			alive: set(all...), caughtUp: set(all...), hasReplica: set(all...), settled: true,
+			alive: set(all...), removable: set(all...), caughtUp: set(all...), hasReplica: set(all...), settled: true,
 		}
 	}
 	for _, tc := range []struct {
@@ -117,6 +117,15 @@ func TestDecide(t *testing.T) {
 			s.preferred = "b"
 			s.caughtUp = set("a", "c")
 		}, action{}},
+		{"voter gossip knows too little about: kept", func(s *shardState) {
+			s.want = []string{"a"}
+			s.removable = set("a")
+		}, action{}},
+		{"only the voters gossip knows are removed", func(s *shardState) {
+			s.want = []string{"a", "b"}
+			s.cfg = config("a", "b", "c", "d")
+			s.removable = set("a", "b", "d")
+		}, action{kind: actRemove, id: "d"}},
 		{"moved node: its address is updated first", func(s *shardState) {
 			s.addrs = map[string]string{"a": "a:1", "b": "b:2", "c": "c:1"}
 			s.want = []string{"a", "b", "d"}
@@ -161,7 +170,8 @@ func TestDecideConverges(t *testing.T) {
 			for step := 0; step < 20; step++ {
 				st := shardState{
 					self: leader, want: tc.want, preferred: tc.want[0], cfg: cfg, addrs: addrs,
-					alive: set(tc.alive...), caughtUp: set(tc.alive...), hasReplica: set(tc.alive...), settled: true,
+					alive: set(tc.alive...), removable: func(string) bool { return true },
+					caughtUp: set(tc.alive...), hasReplica: set(tc.alive...), settled: true,
 				}
 				a := decide(st)
 				switch a.kind {

@@ -11,6 +11,9 @@ import (
 // be, and which of them should lead.
 type view struct {
 	self      string
+	now       time.Time
+	deadAfter time.Duration
+	uptime    time.Duration // since this node started
 	shards    uint32
 	members   map[string]member // by id
 	placeable []string          // sorted
@@ -35,7 +38,8 @@ func (m member) placeable(now time.Time, deadAfter time.Duration) bool {
 
 // view computes the current view; it is cheap (no I/O).
 func (n *Node) view(now time.Time) *view {
-	v := &view{self: n.cfg.ID, shards: n.Shards(), members: map[string]member{}}
+	v := &view{self: n.cfg.ID, now: now, deadAfter: n.cfg.DeadAfter, uptime: now.Sub(n.started),
+		shards: n.Shards(), members: map[string]member{}}
 	ms, _ := n.members.snapshot() // sorted by id
 	for _, m := range ms {
 		if m.ID == v.self {
@@ -73,6 +77,21 @@ func (c *placeCache) get(shards uint32, nodes []string, repl int) (Placement, []
 		c.leaders = c.placement.Leaders()
 	}
 	return c.placement, c.leaders
+}
+
+// removable reports whether this view knows enough about node id to take
+// a replica from it when placement does not want it there: a member of the
+// formed cluster (alive, draining, or gone), or a node gossip has not
+// mentioned for longer than deadAfter since this node started. A member
+// seen alive but not yet known to belong to the cluster makes the view
+// incomplete (gossip still spreading, e.g. while the cluster forms): a
+// voter is not removed on the strength of such a view.
+func (v *view) removable(id string) bool {
+	m, ok := v.members[id]
+	if !ok {
+		return v.uptime > v.deadAfter
+	}
+	return m.Shards > 0 || m.gone(v.now, v.deadAfter)
 }
 
 // alive reports whether gossip sees node id as alive right now.
