@@ -77,8 +77,9 @@ func TestHostBootstrapAndHasState(t *testing.T) {
 	c.Propose(t, 0, consult("m", "b"))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.TransferLeadershipAway(ctx); err == nil || ctx.Err() != nil {
-		t.Fatalf("TransferLeadershipAway with one voter: got %v (ctx %v), want an error at once", err, ctx.Err())
+	if err := h.TransferLeadershipAway(ctx); err != nil || ctx.Err() != nil || !g.IsLeader() {
+		t.Fatalf("TransferLeadershipAway with one voter: got %v (ctx %v, leader %v), want nil at once and the lead kept",
+			err, ctx.Err(), g.IsLeader())
 	}
 
 	// A closed shard's directory reports its state without being opened.

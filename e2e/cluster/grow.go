@@ -43,6 +43,7 @@ func (c *Local) AddNode(timeout time.Duration) int {
 		nd.APIAddr, nd.RaftAddr, nd.GossipAddr = port(), port(), port()
 		nd.args = append([]string{
 			"--id", nd.ID, "--data-dir", nd.DataDir, "--api-addr", nd.APIAddr, "--raft-addr", nd.RaftAddr,
+			"--insecure", // test clusters on loopback or the test's own network namespaces
 			"--gossip-addr", nd.GossipAddr, "--join", strings.Join(gossip, ","),
 			"--shards", strconv.Itoa(c.opts.Shards), "--tick", c.opts.Tick.String(), "--log-level", "info",
 		}, c.opts.Args...)

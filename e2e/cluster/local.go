@@ -153,6 +153,7 @@ func StartLocal(t testing.TB, n int, opts Options) *Local {
 	for _, nd := range c.Nodes {
 		nd.args = append([]string{
 			"--id", nd.ID, "--data-dir", nd.DataDir, "--api-addr", nd.APIAddr, "--raft-addr", nd.RaftAddr,
+			"--insecure", // test clusters on loopback or the test's own network namespaces
 			"--gossip-addr", nd.GossipAddr, "--join", strings.Join(gossip, ","),
 			"--bootstrap-expect", strconv.Itoa(n), "--shards", strconv.Itoa(opts.Shards),
 			"--tick", opts.Tick.String(), "--log-level", "info",
