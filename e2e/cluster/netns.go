@@ -199,11 +199,18 @@ func (ns *netns) heal() error {
 }
 
 // remove deletes the namespaces and the host's link (quietly: some may not
-// exist). Processes still running inside keep their namespace alive until
-// they exit.
+// exist), killing any process left inside a node's namespace (the nodes of
+// a test process that died without cleaning up).
 func (ns *netns) remove() {
 	_ = exec.Command("ip", "link", "del", ns.hostLink()).Run()
 	for i := 0; i < 200; i++ {
+		if out, err := exec.Command("ip", "netns", "pids", ns.node(i)).Output(); err == nil {
+			for _, f := range strings.Fields(string(out)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
 		if exec.Command("ip", "netns", "del", ns.node(i)).Run() != nil && i >= ns.nodes {
 			break
 		}
