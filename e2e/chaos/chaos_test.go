@@ -20,6 +20,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -97,7 +98,8 @@ func soakMode() bool { return *soak || os.Getenv("FRONTDESK_SOAK") == "1" }
 
 // TestChaos runs the plan on three local frontdeskd processes (each in its
 // own network namespace when this machine allows, so that partitions are
-// real) under recorded traffic, then checks: invariants of the final
+// real; FRONTDESK_E2E_NETNS=0 keeps them on 127.0.0.1 without partitions)
+// under recorded traffic, then checks: invariants of the final
 // state of every shard, every acknowledged result reflected in it,
 // linearizability per merchant, identical replicas at the same index, and
 // reports the failover windows. On failure (or with FRONTDESK_E2E_RESULTS
@@ -115,6 +117,9 @@ func TestChaos(t *testing.T) {
 	defer cancel()
 
 	netnsErr := cluster.NetnsAvailable()
+	if os.Getenv("FRONTDESK_E2E_NETNS") == "0" {
+		netnsErr = errors.New("FRONTDESK_E2E_NETNS=0")
+	}
 	if netnsErr != nil {
 		t.Logf("no network namespaces here (%v): nodes share 127.0.0.1 and partitions are skipped", netnsErr)
 	}
