@@ -157,6 +157,29 @@ func terms(ctx context.Context, addrs []string) ([]uint64, error) {
 	return out, nil
 }
 
+// commitSum sums each shard's highest commit index any reachable node
+// reports: the raft entries committed so far, over all shards.
+func commitSum(ctx context.Context, addrs []string) uint64 {
+	var per []uint64
+	for _, a := range addrs {
+		m, err := shardMapOf(ctx, a)
+		if err != nil {
+			continue
+		}
+		for _, si := range m.ShardInfos {
+			for int(si.Shard) >= len(per) {
+				per = append(per, 0)
+			}
+			per[si.Shard] = max(per[si.Shard], si.CommitIndex)
+		}
+	}
+	var n uint64
+	for _, c := range per {
+		n += c
+	}
+	return n
+}
+
 // termGrowth is the sum over shards of how much their terms grew.
 func termGrowth(before, after []uint64) int64 {
 	var n int64

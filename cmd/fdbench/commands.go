@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -108,13 +109,24 @@ func measureCluster(ctx context.Context, o *options, e *clusterEnv, progress io.
 		t, _ := terms(tctx, e.t.addrs)
 		return t
 	}
+	commits := func() uint64 {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return commitSum(cctx, e.t.addrs)
+	}
 	w := newWindow(names, pids, termsOf)
+	var commits0 atomic.Uint64
 	ro := runOpts{conc: o.conc, warmup: o.warmup, duration: o.duration, surge: o.surge,
-		opTimeout: o.opTimeout, progress: progress, label: label, onStart: w.begin}
+		opTimeout: o.opTimeout, progress: progress, label: label,
+		onStart: func() { commits0.Store(commits()); w.begin() }}
 	m := runW1(ctx, e.t, ro)
 	r := newResult("w1", ro, int(e.t.cl.Shards()), m)
 	r.Clients = len(e.t.all)
 	w.finish(&r, termsOf)
+	if c0, c1 := commits0.Load(), commits(); c0 > 0 && c1 > c0 {
+		r.RaftEntries = int64(c1 - c0)
+		r.OpsPerEntry = float64(r.Ops) / float64(r.RaftEntries)
+	}
 	return r
 }
 

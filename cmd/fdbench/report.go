@@ -41,8 +41,9 @@ type result struct {
 	// LeaderChanges is how many times a shard's term grew during the
 	// window, summed over shards (an election each); absent when unknown.
 	LeaderChanges *int64 `json:"leader_changes,omitempty"`
-	// RaftEntries is how many log entries the shard leaders appended in
-	// the window (inproc), and OpsPerEntry the ops per entry.
+	// RaftEntries is how many log entries the shards appended (inproc)
+	// or committed (w1, from the nodes' shard maps) in the window, ticks
+	// and barriers included, and OpsPerEntry the ops per entry.
 	RaftEntries int64   `json:"raft_entries,omitempty"`
 	OpsPerEntry float64 `json:"ops_per_entry,omitempty"`
 	// Nodes are the frontdeskd processes (w1 --local), or this process

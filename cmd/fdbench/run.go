@@ -180,11 +180,11 @@ func runW1(ctx context.Context, t target, o runOpts) measured {
 				octx, cancel = context.WithTimeout(ctx, o.opTimeout)
 				err = t.end(octx, m, res.SessionId)
 				cancel()
-				end := time.Now()
-				if ta.count(after, end, err, inWindow(end)) {
+				fin := time.Now()
+				if ta.count(after, fin, err, inWindow(fin)) {
 					ta.ended.Add(1)
 					if o.ack != nil {
-						o.ack(shard, after, end)
+						o.ack(shard, after, fin)
 					}
 				}
 			}
