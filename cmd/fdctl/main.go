@@ -12,6 +12,7 @@
 //	agents <merchant>               agents with status, load and limit
 //	leader transfer <shard> [node]  move a shard's leadership (to a node, or any up-to-date voter)
 //	node drain <id> [--wait] [--cancel]
+//	token issue --secret-file F --role R [--merchant M[,M]|*] [--agent A] [--ttl D]
 //	                                move a node's leaderships and replicas away (or stop doing so)
 package main
 
@@ -45,6 +46,7 @@ Commands:
   agents <merchant>               agents with status, load and limit
   leader transfer <shard> [node]  move a shard's leadership
   node drain <id> [--wait] [--cancel]
+  token issue --secret-file F --role R [--merchant M[,M]|*] [--agent A] [--ttl D]
                                   move a node's leaderships and replicas away
 
 Flags (before or after the command):
@@ -165,6 +167,8 @@ func (c *cmd) dispatch(args []string) error {
 		return c.leaderTransfer(args[2:])
 	case word(0) == "node" && word(1) == "drain":
 		return c.nodeDrain(args[2:])
+	case word(0) == "token" && word(1) == "issue":
+		return c.tokenIssue(args[2:])
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, strings.Join(args[:min(2, len(args))], " "))
 }
