@@ -6,7 +6,6 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/frontdeskhq/frontdesk/auth"
-	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
 
@@ -17,14 +16,7 @@ func (h *dispatchHandler) Consult(ctx context.Context, req *connect.Request[pb.C
 	if c == nil {
 		return nil, invalidArg("consult", "must be set")
 	}
-	cmd := &pb.Command{RequestId: req.Msg.RequestId, Body: &pb.Command_Consult{Consult: c}}
-	if err := fsm.Validate(cmd); err != nil {
-		return nil, h.s.toConnect(0, err)
-	}
-	if err := h.s.limits.admitConsult(c.MerchantId); err != nil {
-		return nil, err
-	}
-	res, err := h.s.write(ctx, c.MerchantId, cmd)
+	res, err := h.s.write(ctx, c.MerchantId, &pb.Command{RequestId: req.Msg.RequestId, Body: &pb.Command_Consult{Consult: c}})
 	if err != nil {
 		return nil, err
 	}

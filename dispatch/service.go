@@ -110,11 +110,17 @@ func (s *Service) replica(merchantID string) (uint32, Replica, error) {
 	return id, r, nil
 }
 
-// write validates a command, proposes it to the merchant's shard and
-// returns its result; a result carrying an fsm error becomes that error.
+// write validates a command, admits it (consults count against the
+// merchant's rate), proposes it to the merchant's shard and returns its
+// result; a result carrying an fsm error becomes that error.
 func (s *Service) write(ctx context.Context, merchantID string, cmd *pb.Command) (*pb.Result, error) {
 	if err := fsm.Validate(cmd); err != nil {
 		return nil, s.toConnect(0, err)
+	}
+	if _, consult := cmd.Body.(*pb.Command_Consult); consult {
+		if err := s.limits.admitConsult(merchantID); err != nil {
+			return nil, err
+		}
 	}
 	id, r, err := s.replica(merchantID)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,11 +24,14 @@ import (
 )
 
 // startNode runs a one-node cluster in process on loopback ports.
-func startNode(t *testing.T) *node.Node {
+func startNode(t *testing.T, set ...func(*node.Config)) *node.Node {
 	t.Helper()
 	cfg := &node.Config{
 		ID: "n1", DataDir: t.TempDir(), APIAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
 		GossipAddr: "127.0.0.1:0", BootstrapExpect: 1, Shards: 4, FastRaft: true,
+	}
+	for _, f := range set {
+		f(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -254,5 +258,38 @@ func TestOperatorEndpoints(t *testing.T) {
 	}
 	if !strings.Contains(get("/debug/pprof/"), "goroutine") {
 		t.Error("/debug/pprof/ does not list profiles")
+	}
+}
+
+// TestConsultAdmission: a merchant over --consult-rate gets
+// RESOURCE_EXHAUSTED with Retry-After, and the refused consult changes nothing.
+func TestConsultAdmission(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.ConsultRate, c.ConsultBurst = 0.01, 1 })
+	base := "http://" + n.APIAddr()
+	ctx := context.Background()
+	admin := frontdeskv1connect.NewAdminServiceClient(http.DefaultClient, base)
+	for i, m := range []*pb.UpsertMerchant{{MerchantId: "m1"}} {
+		if _, err := admin.UpsertMerchant(ctx, connect.NewRequest(&pb.UpsertMerchantRequest{RequestId: fmt.Sprint("s", i), Merchant: m})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dispatch := frontdeskv1connect.NewDispatchServiceClient(http.DefaultClient, base)
+	consult := func(buyer string) error {
+		_, err := dispatch.Consult(ctx, connect.NewRequest(&pb.ConsultRequest{RequestId: buyer,
+			Consult: &pb.Consult{MerchantId: "m1", BuyerId: buyer}}))
+		return err
+	}
+	// The first consult is admitted (and fails on routing: m1 has no group).
+	if err := consult("b1"); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("first consult: want FailedPrecondition (no route), got %v", err)
+	}
+	err := consult("b2")
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeResourceExhausted || ce.Meta().Get("Retry-After") == "" {
+		t.Fatalf("second consult: want ResourceExhausted with Retry-After, got %v", err)
+	}
+	st, err := admin.GetStats(ctx, connect.NewRequest(&pb.GetStatsRequest{MerchantId: "m1"}))
+	if err != nil || st.Msg.Stats.Consults != 0 {
+		t.Fatalf("refused consults counted: %v %v", st, err)
 	}
 }

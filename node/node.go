@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -357,37 +358,29 @@ func (n *Node) writeClusterFile(st clusterState) error {
 // so that any node can tell a client where a shard's leader is.
 func (n *Node) watchLeadership() {
 	var last []uint32
-	t := time.NewTicker(250 * time.Millisecond)
+	// A slow timer as well, in case a replica opened after the last wake-up
+	// became leader without a change the host reports.
+	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
+		changed := n.host.LeaderChanged() // take it before reading, to miss nothing
 		var leads []uint32
 		for _, g := range n.host.Groups() {
-			if g.Info().State == "Leader" {
+			if g.IsLeader() {
 				leads = append(leads, g.Shard())
 			}
 		}
-		if !equalU32(leads, last) {
+		if !slices.Equal(leads, last) {
 			last = leads
 			n.members.update(func(m *meta) { m.Leads = leads })
 		}
-	}
-}
-
-func equalU32(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+		select {
+		case <-n.stop:
+			return
+		case <-changed:
+		case <-t.C:
 		}
 	}
-	return true
 }
 
 // Shutdown stops the node gracefully: leaderships move to other voters,
