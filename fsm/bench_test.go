@@ -122,3 +122,79 @@ func BenchmarkSnapshotRestore(b *testing.B) {
 }
 
 func nowNs() int64 { return time.Now().UnixNano() }
+
+// BenchmarkCapacity loads what one node of a 3-node cluster holds when the
+// cluster serves 100,000 agents and 1,000,000 open sessions: with 3
+// replicas of 16 shards on 3 nodes every node holds every shard, so 16
+// state machines with 5,000 merchants between them, each with 20 agents
+// of limit 5 (100 assigned) and 200 buyers (100 more queued). It reports
+// the Go heap the state takes after a GC, the snapshot bytes of all
+// shards, and the time to snapshot and restore them all, one after the
+// other (raft does them per shard, in parallel). Run it with -benchtime 1x.
+func BenchmarkCapacity(b *testing.B) {
+	const shards, merchants, agentsPer, buyersPer = 16, 5_000, 20, 200
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		hs := make([]*harness, shards)
+		for s := range hs {
+			hs[s] = newHarness(b)
+			hs[s].f = New(Config{Shard: uint32(s)})
+		}
+		cmds := make([]*pb.Command, 0, 512)
+		for m := 0; m < merchants; m++ {
+			h := hs[m%shards]
+			mid := "merchant-" + strconv.Itoa(m)
+			h.merchant(mid, nil)
+			h.group(mid, "g1", pb.GroupMode_GROUP_MODE_PUSH)
+			h.merchant(mid, &pb.MerchantSettings{QueueEnabled: true, DefaultGroupId: "g1", IdleTimeoutMs: 600_000, MaxWaitMs: 600_000})
+			for a := 0; a < agentsPer; a++ {
+				h.agent(mid, "agent-"+strconv.Itoa(a), 5, "g1")
+			}
+			for c := 0; c < buyersPer; c++ {
+				cmds = append(cmds, h.cmd(&pb.Consult{MerchantId: mid, BuyerId: "buyer-" + strconv.Itoa(c), UserLevel: uint32(c % 4)}))
+			}
+			for _, r := range h.apply(cmds...) {
+				if r.Error != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
+					b.Fatalf("%s: %v", mid, ResultError(r))
+				}
+			}
+			cmds = cmds[:0]
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		var open uint64
+		for _, h := range hs {
+			for _, mid := range h.f.Merchants() {
+				st, _ := h.f.Stats(mid)
+				open += st.Assigned + st.Queued
+			}
+		}
+		if open != merchants*buyersPer {
+			b.Fatalf("%d open sessions, want %d", open, merchants*buyersPer)
+		}
+		var size, snapNs, restoreNs int64
+		for _, h := range hs {
+			start := nowNs()
+			snap, err := h.f.Snapshot()
+			if err != nil {
+				b.Fatal(err)
+			}
+			data := snap.(*snapshot).data
+			snapNs += nowNs() - start
+			size += int64(len(data))
+			start = nowNs()
+			if err := New(Config{}).ReadSnapshot(bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+			restoreNs += nowNs() - start
+		}
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(size)/(1<<20), "snapshot-MiB")
+		b.ReportMetric(float64(snapNs)/1e6, "snapshot-ms")
+		b.ReportMetric(float64(restoreNs)/1e6, "restore-ms")
+		runtime.KeepAlive(hs)
+	}
+}

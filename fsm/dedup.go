@@ -22,9 +22,28 @@ type dedupTable struct {
 // dedupKey scopes request ids by merchant, so tenants cannot collide.
 type dedupKey struct{ merchant, request string }
 
+// dedupEntry keeps a result encoded: a few dozen bytes instead of a
+// message of ~180, which matters at a million remembered commands per node
+// (BENCHMARKS.md, capacity). A retry, which is rare, decodes it.
 type dedupEntry struct {
 	timeMs int64
-	result *pb.Result
+	result []byte
+}
+
+func encodeResult(r *pb.Result) []byte {
+	b, err := r.MarshalVT()
+	if err != nil {
+		panic("fsm: encoding a result: " + err.Error()) // a bug: every Result encodes
+	}
+	return b
+}
+
+func (e dedupEntry) decode() *pb.Result {
+	r := &pb.Result{}
+	if err := r.UnmarshalVT(e.result); err != nil {
+		panic("fsm: decoding a remembered result: " + err.Error()) // a bug: the bytes are our own
+	}
+	return r
 }
 
 type dedupGen struct {
@@ -38,16 +57,16 @@ func newDedupTable() dedupTable {
 
 func (d *dedupTable) get(key dedupKey) (*pb.Result, bool) {
 	if e, ok := d.cur.byKey[key]; ok {
-		return e.result, true
+		return e.decode(), true
 	}
 	if e, ok := d.old.byKey[key]; ok {
-		return e.result, true
+		return e.decode(), true
 	}
 	return nil, false
 }
 
 func (g *dedupGen) put(key dedupKey, now int64, r *pb.Result) {
-	g.byKey[key] = dedupEntry{timeMs: now, result: r}
+	g.byKey[key] = dedupEntry{timeMs: now, result: encodeResult(r)}
 	g.newest = max(g.newest, now)
 }
 

@@ -919,29 +919,9 @@ func stateBytes(t testing.TB, f *FSM) []byte {
 
 // diffSnapshots names the first snapshot record that differs.
 func diffSnapshots(a, b []byte) string {
-	ra, rb := snapshotRecords(a), snapshotRecords(b)
-	for i := 0; i < len(ra) || i < len(rb); i++ {
-		switch {
-		case i >= len(ra):
-			return fmt.Sprintf("record %d added: %v", i, rb[i])
-		case i >= len(rb):
-			return fmt.Sprintf("record %d removed: %v", i, ra[i])
-		case !proto.Equal(ra[i], rb[i]):
-			return fmt.Sprintf("record %d\n  before: %v\n  after:  %v", i, ra[i], rb[i])
-		}
+	d := DiffSnapshots(a, b, 1)
+	if len(d) == 0 {
+		return "snapshots equal"
 	}
-	return "records equal, bytes differ"
-}
-
-func snapshotRecords(b []byte) []*pb.SnapshotRecord {
-	var out []*pb.SnapshotRecord
-	r := bytes.NewReader(b)
-	for r.Len() > 0 {
-		rec := &pb.SnapshotRecord{}
-		if err := protodelim.UnmarshalFrom(r, rec); err != nil {
-			break
-		}
-		out = append(out, rec)
-	}
-	return out
+	return d[0]
 }

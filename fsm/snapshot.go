@@ -91,7 +91,7 @@ func (f *FSM) WriteSnapshot(w io.Writer) error {
 	}
 	err := f.dedup.each(func(k dedupKey, e dedupEntry, older bool) error {
 		return put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Dedup{Dedup: &pb.DedupRecord{
-			MerchantId: k.merchant, RequestId: k.request, TimeMs: e.timeMs, Result: e.result, Older: older}}})
+			MerchantId: k.merchant, RequestId: k.request, TimeMs: e.timeMs, Result: e.decode(), Older: older}}})
 	})
 	if err != nil {
 		return err
