@@ -29,7 +29,7 @@ type Group struct {
 	store Store
 	logs  raft.LogStore // raft's log cache in front of store
 	snaps raft.SnapshotStore
-	trans *raft.NetworkTransport
+	trans *voteGuard // the replica's NetworkTransport, refusing votes until it has state
 	prop  proposer
 
 	// readyTerm is the term in which this replica, as leader, committed an
@@ -90,7 +90,11 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 	if err != nil {
 		return nil, err
 	}
-	g.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	has, err := raft.HasExistingState(g.logs, g.store, g.snaps)
+	if err != nil {
+		return nil, err
+	}
+	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
 		MaxPool: cfg.TransportPool,
 		Timeout: cfg.TransportTimeout,
@@ -102,6 +106,7 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 		// only on high-latency links (see MaxRPCsInFlight's doc).
 		MaxRPCsInFlight: 1,
 	})
+	g.trans = newVoteGuard(nt, raft.ServerID(cfg.NodeID), !has, logger)
 	closers = append(closers, g.trans.Close)
 
 	rc := cfg.raftConfig()
@@ -109,6 +114,7 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 	if g.raft, err = raft.NewRaft(rc, g.app, g.logs, g.store, g.snaps, g.trans); err != nil {
 		return nil, err
 	}
+	g.trans.setRaft(g.raft)
 	g.prop = newBatcher(g, MaxBatchCommands, MaxInflightEntries, g.raft.Apply)
 
 	obs := make(chan raft.Observation, 16)
@@ -148,6 +154,7 @@ func (g *Group) Bootstrap(voters []raft.Server) error {
 	err := g.raft.BootstrapCluster(raft.Configuration{Servers: voters}).Error()
 	switch {
 	case err == nil:
+		g.trans.release() // a new shard: this replica has promised nothing yet
 		return nil
 	case errors.Is(err, raft.ErrCantBootstrap):
 		return fmt.Errorf("shard %d: bootstrap: %w", g.shard, ErrHasState)

@@ -25,8 +25,10 @@ func TestNonvoterCatchesUpThenPromoted(t *testing.T) {
 	for _, n := range c.Nodes()[:3] {
 		voters = append(voters, n.Server())
 	}
-	if err := c.Node(0).Group(0).Bootstrap(voters); err != nil {
-		t.Fatalf("Bootstrap: %v", err)
+	for _, n := range c.Nodes()[:3] { // every first voter, as a forming cluster does
+		if err := n.Group(0).Bootstrap(voters); err != nil {
+			t.Fatalf("Bootstrap on %s: %v", n.ID, err)
+		}
 	}
 	setupMerchant(t, c, 0, "m", 0, 1, 100)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

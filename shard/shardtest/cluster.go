@@ -70,8 +70,8 @@ func (n *Node) Server() raft.Server {
 }
 
 // NewCluster starts nodes nodes with a replica of each of shards shards and
-// bootstraps every shard from node 0 with all nodes as voters (as a formed
-// cluster does), then waits until every shard has a leader. Everything is
+// bootstraps every shard on every node with all nodes as voters (as a
+// forming cluster does), then waits until every shard has a leader. Everything is
 // shut down at the end of the test.
 func NewCluster(t testing.TB, nodes, shards int, opts ...Option) *Cluster {
 	t.Helper()
@@ -80,14 +80,18 @@ func NewCluster(t testing.TB, nodes, shards int, opts ...Option) *Cluster {
 		opt(&o)
 	}
 	c := &Cluster{shards: uint32(shards), opts: o, logger: testLogger(t, o.logLevel)}
+	// The data dirs come first: cleanups run last-registered-first, so the
+	// cluster is closed before the testing package removes its temp dirs (a
+	// snapshot still being written would otherwise make that removal fail).
+	for i := range nodes {
+		c.nodes = append(c.nodes, &Node{ID: fmt.Sprintf("node%d", i), DataDir: t.TempDir(), Index: i})
+	}
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("stopping the cluster: %v", err)
 		}
 	})
-	for i := range nodes {
-		n := &Node{ID: fmt.Sprintf("node%d", i), DataDir: t.TempDir(), Index: i}
-		c.nodes = append(c.nodes, n)
+	for _, n := range c.nodes {
 		if err := c.start(n, "127.0.0.1:0"); err != nil {
 			t.Fatalf("starting %s: %v", n.ID, err)
 		}
@@ -99,9 +103,14 @@ func NewCluster(t testing.TB, nodes, shards int, opts ...Option) *Cluster {
 	for i, n := range c.nodes {
 		voters[i] = n.Server()
 	}
+	// Every voter bootstraps with the same configuration, as a forming
+	// cluster does: a replica that starts without state and does not
+	// bootstrap refuses votes until a leader has caught it up.
 	for s := range c.shards {
-		if err := c.nodes[0].Group(s).Bootstrap(voters); err != nil {
-			t.Fatalf("bootstrapping shard %d on %s: %v", s, c.nodes[0].ID, err)
+		for _, n := range c.nodes {
+			if err := n.Group(s).Bootstrap(voters); err != nil {
+				t.Fatalf("bootstrapping shard %d on %s: %v", s, n.ID, err)
+			}
 		}
 	}
 	for s := range c.shards {

@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/shard"
 )
@@ -165,20 +168,35 @@ func (c *Cluster) WaitConverged(t testing.TB, s uint32) ([]byte, uint64) {
 	var index uint64
 	Eventually(t, WaitTimeout, func() error {
 		snap, index = nil, 0
+		live := c.Live()
+		// All at once, so that replicas answer between the same two ticks.
+		snaps := make([][]byte, len(live))
+		indexes := make([]uint64, len(live))
+		errs := make([]error, len(live))
+		var wg sync.WaitGroup
+		for i, n := range live {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				snaps[i], indexes[i], errs[i] = snapshotAt(n, s)
+			}()
+		}
+		wg.Wait()
 		var first *Node
-		for _, n := range c.Live() {
-			b, i, ok := snapshotAt(n, s)
+		for i, n := range live {
+			b, at := snaps[i], indexes[i]
 			switch {
-			case !ok:
-				return fmt.Errorf("shard %d on %s: applying while snapshotting", s, n.ID)
-			case i < target:
-				return fmt.Errorf("shard %d on %s: applied up to %d, want %d", s, n.ID, i, target)
+			case errs[i] != nil:
+				return fmt.Errorf("shard %d on %s: %w", s, n.ID, errs[i])
+			case at < target:
+				return fmt.Errorf("shard %d on %s: applied up to %d, want %d", s, n.ID, at, target)
 			case first == nil:
-				first, snap, index = n, b, i
-			case i != index:
-				return fmt.Errorf("shard %d: %s applied up to %d, %s up to %d", s, first.ID, index, n.ID, i)
+				first, snap, index = n, b, at
+			case at != index:
+				return fmt.Errorf("shard %d: %s applied up to %d, %s up to %d", s, first.ID, index, n.ID, at)
 			case !bytes.Equal(b, snap):
-				t.Fatalf("shard %d: %s and %s diverged: different states at index %d", s, first.ID, n.ID, i)
+				t.Fatalf("shard %d: %s and %s diverged: different states at index %d:\n%s", s, first.ID, n.ID, at,
+					strings.Join(fsm.DiffSnapshots(snap, b, 10), "\n"))
 			}
 		}
 		return nil
@@ -186,14 +204,21 @@ func (c *Cluster) WaitConverged(t testing.TB, s uint32) ([]byte, uint64) {
 	return snap, index
 }
 
-// snapshotAt serializes a replica's state machine and the index it reflects;
-// ok is false if an entry was applied meanwhile.
-func snapshotAt(n *Node, s uint32) (snap []byte, index uint64, ok bool) {
-	f := n.Group(s).FSM()
-	before := f.LastIndex()
-	var buf bytes.Buffer
-	if err := f.WriteSnapshot(&buf); err != nil {
-		return nil, 0, false
+// snapshotAt serializes a replica's state machine and returns it with the
+// last applied index it holds (read from its header, written under the
+// same lock as the state).
+func snapshotAt(n *Node, s uint32) ([]byte, uint64, error) {
+	g := n.Group(s)
+	if g == nil {
+		return nil, 0, errors.New("stopped")
 	}
-	return buf.Bytes(), before, f.LastIndex() == before
+	var buf bytes.Buffer
+	if err := g.FSM().WriteSnapshot(&buf); err != nil {
+		return nil, 0, err
+	}
+	recs := fsm.SnapshotRecords(buf.Bytes()[:min(buf.Len(), 4096)])
+	if len(recs) == 0 || recs[0].GetHeader() == nil {
+		return nil, 0, errors.New("snapshot without a header")
+	}
+	return buf.Bytes(), recs[0].GetHeader().GetLastIndex(), nil
 }
