@@ -2,8 +2,10 @@ package shard
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/frontdeskhq/frontdesk/shard/sharedlog"
 	"github.com/frontdeskhq/frontdesk/shard/transport"
 )
 
@@ -35,6 +38,14 @@ type HostConfig struct {
 	TickInterval time.Duration
 	// OpenStore opens a shard's log and stable store (default BoltStore).
 	OpenStore StoreFactory
+	// SharedLog keeps every shard's log and stable store in one file,
+	// DataDir/raft-shared.db (package shard/sharedlog), whose commits and
+	// fsyncs the shards writing at the same time share, instead of a
+	// raft.db per shard. OpenStore must then be nil. A data dir keeps the
+	// choice it was first written with: the Host refuses the other one.
+	SharedLog bool
+	// SharedLogOptions tune the shared store (zero values: its defaults).
+	SharedLogOptions sharedlog.Options
 	// SnapshotThreshold is how many log entries since the last snapshot make
 	// raft take one, checked every SnapshotInterval (defaults: raft's, 8192
 	// entries and 120s).
@@ -78,7 +89,7 @@ func LANTiming() RaftTiming {
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
-		CommitTimeout:      10 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
 	}
 }
 
@@ -137,7 +148,10 @@ func (c HostConfig) withDefaults() (HostConfig, error) {
 	if c.TickInterval == 0 {
 		c.TickInterval = DefaultTickInterval
 	}
-	if c.OpenStore == nil {
+	if c.SharedLog && c.OpenStore != nil {
+		return c, errors.New("shard: HostConfig.SharedLog and OpenStore are exclusive")
+	}
+	if c.OpenStore == nil && !c.SharedLog {
 		c.OpenStore = BoltStore
 	}
 	if c.TransportTimeout <= 0 {
@@ -195,4 +209,34 @@ func BoltStore(dir string, _ uint32) (Store, error) {
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: time.Second},
 	})
+}
+
+// SharedLogFile is the shared store's file in the data dir
+// (HostConfig.SharedLog).
+const SharedLogFile = "raft-shared.db"
+
+// openShared opens the Host's shared store if the config asks for one, and
+// checks that the data dir was not written with the other kind of store.
+func openShared(c *HostConfig) (*sharedlog.Store, error) {
+	path := filepath.Join(c.DataDir, SharedLogFile)
+	if !c.SharedLog {
+		if _, err := os.Stat(path); err == nil {
+			return nil, fmt.Errorf("shard: %s exists: this data dir was written with the shared log store (--shared-log)", path)
+		}
+		return nil, nil
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("shard: %w", err)
+	}
+	st, err := sharedlog.Open(path, c.SharedLogOptions)
+	if err != nil {
+		return nil, fmt.Errorf("shard: %w", err)
+	}
+	c.OpenStore = func(dir string, n uint32) (Store, error) {
+		if _, err := os.Stat(filepath.Join(dir, "raft.db")); err == nil {
+			return nil, fmt.Errorf("%s has a raft.db: this data dir was written without the shared log store", dir)
+		}
+		return st.Shard(n)
+	}
+	return st, nil
 }

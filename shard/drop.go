@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,6 +37,29 @@ func (h *Host) Drop(shard uint32) error {
 	}
 	if err := os.RemoveAll(shardDir(h.cfg.DataDir, shard)); err != nil {
 		return fmt.Errorf("shard %d: drop: %w", shard, err)
+	}
+	if h.shared != nil {
+		// After the directory, which says the replica exists: a crash in
+		// between leaves an orphan that the next Open deletes.
+		if err := h.shared.DropShard(shard); err != nil {
+			return fmt.Errorf("shard %d: drop: %w", shard, err)
+		}
+	}
+	return nil
+}
+
+// dropOrphan deletes, before a shard's directory is created, what the
+// shared store may still hold for it from a Drop interrupted between
+// deleting the directory and the shard's log.
+func (h *Host) dropOrphan(shard uint32) error {
+	if h.shared == nil {
+		return nil
+	}
+	if _, err := os.Stat(shardDir(h.cfg.DataDir, shard)); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := h.shared.DropShard(shard); err != nil {
+		return fmt.Errorf("shard %d: %w", shard, err)
 	}
 	return nil
 }

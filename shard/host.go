@@ -10,11 +10,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/frontdeskhq/frontdesk/shard/sharedlog"
 )
 
 // Host is this node's replicas of every shard it holds, sharing one Mux.
 type Host struct {
-	cfg HostConfig
+	cfg    HostConfig
+	shared *sharedlog.Store // every shard's log, with HostConfig.SharedLog
 
 	// opMu serializes Open, HasState and Close, which open and close
 	// stores (a bolt file can be opened once at a time).
@@ -26,13 +29,19 @@ type Host struct {
 	changed notifier
 }
 
-// NewHost checks cfg and returns a Host with no replica open.
+// NewHost checks cfg and returns a Host with no replica open. With
+// cfg.SharedLog it opens the shared store (closed by Close); without, it
+// refuses a data dir that has one.
 func NewHost(cfg HostConfig) (*Host, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	return &Host{cfg: c, groups: make(map[uint32]*Group)}, nil
+	shared, err := openShared(&c)
+	if err != nil {
+		return nil, err
+	}
+	return &Host{cfg: c, shared: shared, groups: make(map[uint32]*Group)}, nil
 }
 
 // Open starts this node's replica of shard from its data directory: with
@@ -51,6 +60,9 @@ func (h *Host) Open(shard uint32) (*Group, error) {
 		return nil, fmt.Errorf("shard %d: open: %w", shard, ErrShutdown)
 	case open:
 		return g, nil
+	}
+	if err := h.dropOrphan(shard); err != nil {
+		return nil, err
 	}
 	g, err := openGroup(&h.cfg, shard, &h.changed)
 	if err != nil {
@@ -191,6 +203,18 @@ func (h *Host) Close() error {
 		}()
 	}
 	wg.Wait()
+	if h.shared != nil {
+		errs = append(errs, h.shared.Close())
+	}
 	h.changed.notify()
 	return errors.Join(errs...)
+}
+
+// SharedLogStats returns the shared store's counters (HostConfig.SharedLog);
+// false without one.
+func (h *Host) SharedLogStats() (sharedlog.Stats, bool) {
+	if h.shared == nil {
+		return sharedlog.Stats{}, false
+	}
+	return h.shared.Stats(), true
 }

@@ -1,0 +1,87 @@
+package sharedlog
+
+import (
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// BenchmarkStoreLogs appends one 256-byte entry at a time from each of 1 or
+// 16 shards at once (each shard waits for its append, as raft does), on
+// one raft-boltdb file per shard (what a Host uses by default) and on one
+// shared Store with several lingers. appends/s counts every shard's.
+//
+//	go test -run '^$' -bench StoreLogs -benchtime 3s ./shard/sharedlog
+func BenchmarkStoreLogs(b *testing.B) {
+	for _, shards := range []int{1, 16} {
+		b.Run(fmt.Sprintf("boltdb-per-shard/shards=%d", shards), func(b *testing.B) {
+			dir := b.TempDir()
+			stores := make([]raft.LogStore, shards)
+			for i := range stores {
+				s, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, fmt.Sprintf("%d.db", i))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				stores[i] = s
+			}
+			benchAppends(b, stores)
+		})
+		for _, linger := range []time.Duration{-1, 50 * time.Microsecond, 100 * time.Microsecond, 300 * time.Microsecond} {
+			name := fmt.Sprintf("shared/linger=%v/shards=%d", linger, shards)
+			if linger < 0 {
+				name = fmt.Sprintf("shared/linger=none/shards=%d", shards)
+			}
+			b.Run(name, func(b *testing.B) {
+				s, err := Open(filepath.Join(b.TempDir(), "shared.db"), Options{MaxLinger: linger})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				stores := make([]raft.LogStore, shards)
+				for i := range stores {
+					v, err := s.Shard(uint32(i))
+					if err != nil {
+						b.Fatal(err)
+					}
+					stores[i] = v
+				}
+				before := s.Stats()
+				benchAppends(b, stores)
+				st := s.Stats()
+				commits := float64(st.Commits - before.Commits)
+				b.ReportMetric(commits/float64(st.Writes-before.Writes), "commits/append")
+				b.ReportMetric(float64(st.Shards-before.Shards)/commits, "shards/commit")
+			})
+		}
+	}
+}
+
+func benchAppends(b *testing.B, stores []raft.LogStore) {
+	per := max(1, b.N/len(stores))
+	data := make([]byte, 256)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, st := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; i <= per; i++ {
+				l := &raft.Log{Index: uint64(i), Term: 1, Type: raft.LogCommand, Data: data, AppendedAt: time.Now()}
+				if err := st.StoreLogs([]*raft.Log{l}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(per*len(stores))/time.Since(start).Seconds(), "appends/s")
+}
