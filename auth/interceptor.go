@@ -65,10 +65,41 @@ func (i *Interceptor) authenticate(procedure string, h interface{ Get(string) st
 	if err != nil {
 		return nil, rule, connect.NewError(connect.CodeUnauthenticated, err)
 	}
-	if !slices.Contains(rule.Roles, c.Role) {
-		return nil, rule, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("auth: role %s may not call %s", c.Role, procedure))
+	if err := checkRole(c, rule, procedure); err != nil {
+		return nil, rule, err
 	}
 	return c, rule, nil
+}
+
+// checkRole: the claims' role must be one of the rule's.
+func checkRole(c *Claims, rule Rule, procedure string) error {
+	if !slices.Contains(rule.Roles, c.Role) {
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("auth: role %s may not call %s", c.Role, procedure))
+	}
+	return nil
+}
+
+// Authorize checks msg, a request of procedure carried inside another call
+// (DispatchService.Batch), against procedure's rule and the caller's claims
+// in ctx, exactly as the Interceptor checks procedure's own calls: the
+// role, the merchant scope and the own agent. It returns nil when ctx
+// holds no claims (auth off: the Interceptor put none there), and a
+// *connect.Error otherwise: PermissionDenied (procedure not in Policy, a
+// wrong role, another merchant or agent) or InvalidArgument (no merchant
+// named where the rule needs one). Safe for concurrent use.
+func Authorize(ctx context.Context, procedure string, msg proto.Message) error {
+	rule, ok := Policy[procedure]
+	if !ok {
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("auth: %s is not open to any role", procedure))
+	}
+	c := FromContext(ctx)
+	if c == nil || rule.Public {
+		return nil
+	}
+	if err := checkRole(c, rule, procedure); err != nil {
+		return err
+	}
+	return authorize(c, rule, msg)
 }
 
 // authorize checks a request message against the rule and claims.

@@ -69,6 +69,15 @@ func server(t *testing.T, i *Interceptor) *httptest.Server {
 // request builds a JSON request for md naming merchant m1 and agent a1
 // wherever such fields exist (top level or one message down).
 func request(t *testing.T, md protoreflect.MethodDescriptor) []byte {
+	b, err := protojson.Marshal(requestMsg(md))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// requestMsg is request's message.
+func requestMsg(md protoreflect.MethodDescriptor) *dynamicpb.Message {
 	msg := dynamicpb.NewMessage(md.Input())
 	fill := func(m protoreflect.Message) {
 		for _, name := range []protoreflect.Name{"merchant_id", "agent_id", "session_id", "buyer_id", "request_id", "group_id"} {
@@ -91,11 +100,7 @@ func request(t *testing.T, md protoreflect.MethodDescriptor) []byte {
 			msg.Set(f, protoreflect.ValueOfMessage(inner))
 		}
 	}
-	b, err := protojson.Marshal(msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return msg
 }
 
 // call posts a unary Connect JSON request and returns the Connect code ("ok" on success).
@@ -226,5 +231,64 @@ func TestActingAgentFromContext(t *testing.T) {
 	ctx = context.WithValue(context.Background(), claimsKey{}, &Claims{Role: RoleSupervisor})
 	if ActingAgent(ctx) != "" {
 		t.Fatal("a supervisor acts for no particular agent")
+	}
+}
+
+// TestAuthorizeEveryProcedure: Authorize, which checks calls carried
+// inside a Batch, holds each procedure's request to the same rule as the
+// interceptor: a wrong role, another merchant or another agent is
+// PermissionDenied, the right token passes, and without claims (auth off)
+// everything passes.
+func TestAuthorizeEveryProcedure(t *testing.T) {
+	as := func(c Claims) context.Context { return context.WithValue(context.Background(), claimsKey{}, &c) }
+	forRole := func(r Role, merchant, agent string) context.Context {
+		switch r {
+		case RoleOperator:
+			return as(Claims{Role: r})
+		case RoleAgent:
+			return as(Claims{Role: r, Merchants: []string{merchant}, Agent: agent})
+		}
+		return as(Claims{Role: r, Merchants: []string{merchant}})
+	}
+	all := []Role{RoleIMService, RoleAgent, RoleSupervisor, RoleOperator}
+	for p, md := range methods(t) {
+		rule := Policy[p]
+		msg := requestMsg(md)
+		code := func(ctx context.Context) string {
+			if err := Authorize(ctx, p, msg); err != nil {
+				return connect.CodeOf(err).String()
+			}
+			return "ok"
+		}
+		want := map[string]string{"auth off": "ok"}
+		got := map[string]string{"auth off": code(context.Background())}
+		if !rule.Public {
+			want["allowed"] = "ok"
+			got["allowed"] = code(forRole(rule.Roles[0], "m1", "a1"))
+			for _, r := range all {
+				if !slices.Contains(rule.Roles, r) {
+					want["wrong role "+string(r)] = "permission_denied"
+					got["wrong role "+string(r)] = code(forRole(r, "m1", "a1"))
+				}
+			}
+		}
+		if rule.Scoped {
+			for _, r := range rule.Roles {
+				want["other merchant as "+string(r)] = "permission_denied"
+				got["other merchant as "+string(r)] = code(forRole(r, "m2", "a1"))
+			}
+		}
+		if rule.OwnAgent && slices.Contains(rule.Roles, RoleAgent) {
+			want["other agent"] = "permission_denied"
+			got["other agent"] = code(forRole(RoleAgent, "m1", "a2"))
+		}
+		for k, w := range want {
+			if got[k] != w {
+				t.Errorf("%s, %s: want %s, got %s", p, k, w, got[k])
+			}
+		}
+	}
+	if err := Authorize(as(Claims{Role: RoleSupervisor}), "/frontdesk.v1.DispatchService/Nope", &pb.ConsultRequest{}); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("a procedure without a rule: want permission_denied, got %v", err)
 	}
 }

@@ -40,6 +40,8 @@ type endpoint struct {
 	admin    frontdeskv1connect.AdminServiceClient
 	event    frontdeskv1connect.EventServiceClient
 	cluster  frontdeskv1connect.ClusterServiceClient
+	// batch coalesces write calls (nil unless WithBatching).
+	batch *batcher
 }
 
 // New connects to a cluster through any of addrs ("host:port", or URLs
@@ -66,7 +68,9 @@ func New(ctx context.Context, addrs []string, opts ...Option) (*Client, error) {
 	}
 	c.copts = []connect.ClientOption{
 		// Messages are small and the network is a LAN: compressing every
-		// response costs more CPU than it saves.
+		// response costs more CPU than it saves. (Our transport also sets
+		// DisableCompression, or Go would ask for gzip at the HTTP level;
+		// nodes compress nothing under dispatch.CompressMinBytes anyway.)
 		connect.WithAcceptCompression("gzip", nil, nil),
 	}
 	switch cfg.protocol {
@@ -125,6 +129,7 @@ func newTransport(tlsCfg *tls.Config) *http.Transport {
 		TLSClientConfig:     tlsCfg,
 		ForceAttemptHTTP2:   tlsCfg != nil,
 		Protocols:           p,
+		DisableCompression:  true,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		HTTP2: &http.HTTP2Config{
@@ -158,6 +163,9 @@ func (c *Client) endpoint(addr string) *endpoint {
 		admin:    frontdeskv1connect.NewAdminServiceClient(c.hc, addr, c.copts...),
 		event:    frontdeskv1connect.NewEventServiceClient(c.hc, addr, c.copts...),
 		cluster:  frontdeskv1connect.NewClusterServiceClient(c.hc, addr, c.copts...),
+	}
+	if c.cfg.batchMax > 0 {
+		ep.batch = newBatcher(c, ep, c.cfg.batchMax, c.cfg.batchStall)
 	}
 	c.endpoints[addr] = ep
 	return ep

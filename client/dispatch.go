@@ -55,11 +55,8 @@ func (c *Client) Consult(ctx context.Context, consult *pb.Consult) (*pb.Result, 
 	id := requestID(ctx)
 	req := &pb.ConsultRequest{RequestId: id, Consult: consult}
 	p := frontdeskv1connect.DispatchServiceConsultProcedure
-	resp, err := unary(ctx, c, c.merchantSpec(p, consult.GetMerchantId(), true, id),
-		func(ctx context.Context, ep *endpoint) (*connect.Response[pb.ConsultResponse], error) {
-			return ep.dispatch.Consult(ctx, connect.NewRequest(req))
-		})
-	return outcome(p, resp.GetResult(), err)
+	resp, err := c.write(ctx, c.merchantSpec(p, consult.GetMerchantId(), true, id), &pb.BatchCall{Call: &pb.BatchCall_Consult{Consult: req}})
+	return outcome(p, resp.GetConsult().GetResult(), err)
 }
 
 // Escalate moves a BOT session to a human (ASSIGNED, QUEUED, or BUSY with
@@ -68,11 +65,8 @@ func (c *Client) Escalate(ctx context.Context, merchant, session string) (*pb.Re
 	id := requestID(ctx)
 	req := &pb.EscalateRequest{RequestId: id, MerchantId: merchant, SessionId: session}
 	p := frontdeskv1connect.DispatchServiceEscalateProcedure
-	resp, err := unary(ctx, c, c.merchantSpec(p, merchant, true, id),
-		func(ctx context.Context, ep *endpoint) (*connect.Response[pb.EscalateResponse], error) {
-			return ep.dispatch.Escalate(ctx, connect.NewRequest(req))
-		})
-	return outcome(p, resp.GetResult(), err)
+	resp, err := c.write(ctx, c.merchantSpec(p, merchant, true, id), &pb.BatchCall{Call: &pb.BatchCall_Escalate{Escalate: req}})
+	return outcome(p, resp.GetEscalate().GetResult(), err)
 }
 
 // Transfer moves an ASSIGNED or QUEUED session to another agent or group
@@ -81,11 +75,8 @@ func (c *Client) Transfer(ctx context.Context, t *pb.Transfer) (*pb.Result, erro
 	id := requestID(ctx)
 	req := &pb.TransferRequest{RequestId: id, Transfer: t}
 	p := frontdeskv1connect.DispatchServiceTransferProcedure
-	resp, err := unary(ctx, c, c.merchantSpec(p, t.GetMerchantId(), true, id),
-		func(ctx context.Context, ep *endpoint) (*connect.Response[pb.TransferResponse], error) {
-			return ep.dispatch.Transfer(ctx, connect.NewRequest(req))
-		})
-	return outcome(p, resp.GetResult(), err)
+	resp, err := c.write(ctx, c.merchantSpec(p, t.GetMerchantId(), true, id), &pb.BatchCall{Call: &pb.BatchCall_Transfer{Transfer: req}})
+	return outcome(p, resp.GetTransfer().GetResult(), err)
 }
 
 // End ends a session; reason is END_REASON_BOT_RESOLVED, AGENT_ENDED or
@@ -94,11 +85,8 @@ func (c *Client) End(ctx context.Context, merchant, session string, reason pb.En
 	id := requestID(ctx)
 	req := &pb.EndRequest{RequestId: id, MerchantId: merchant, SessionId: session, Reason: reason}
 	p := frontdeskv1connect.DispatchServiceEndProcedure
-	resp, err := unary(ctx, c, c.merchantSpec(p, merchant, true, id),
-		func(ctx context.Context, ep *endpoint) (*connect.Response[pb.EndResponse], error) {
-			return ep.dispatch.End(ctx, connect.NewRequest(req))
-		})
-	return outcome(p, resp.GetResult(), err)
+	resp, err := c.write(ctx, c.merchantSpec(p, merchant, true, id), &pb.BatchCall{Call: &pb.BatchCall_End{End: req}})
+	return outcome(p, resp.GetEnd().GetResult(), err)
 }
 
 // FirstReply records the agent's first answer in a session.
@@ -106,11 +94,8 @@ func (c *Client) FirstReply(ctx context.Context, merchant, session string) (*pb.
 	id := requestID(ctx)
 	req := &pb.FirstReplyRequest{RequestId: id, MerchantId: merchant, SessionId: session}
 	p := frontdeskv1connect.DispatchServiceFirstReplyProcedure
-	resp, err := unary(ctx, c, c.merchantSpec(p, merchant, true, id),
-		func(ctx context.Context, ep *endpoint) (*connect.Response[pb.FirstReplyResponse], error) {
-			return ep.dispatch.FirstReply(ctx, connect.NewRequest(req))
-		})
-	return outcome(p, resp.GetResult(), err)
+	resp, err := c.write(ctx, c.merchantSpec(p, merchant, true, id), &pb.BatchCall{Call: &pb.BatchCall_FirstReply{FirstReply: req}})
+	return outcome(p, resp.GetFirstReply().GetResult(), err)
 }
 
 // GetSession reads a session (ErrNotFound if there is none).
@@ -141,11 +126,8 @@ func (c *Client) SetStatus(ctx context.Context, merchant, agent string, status p
 	id := requestID(ctx)
 	req := &pb.SetStatusRequest{RequestId: id, MerchantId: merchant, AgentId: agent, Status: status}
 	p := frontdeskv1connect.AgentServiceSetStatusProcedure
-	resp, err := unary(ctx, c, c.merchantSpec(p, merchant, true, id),
-		func(ctx context.Context, ep *endpoint) (*connect.Response[pb.SetStatusResponse], error) {
-			return ep.agent.SetStatus(ctx, connect.NewRequest(req))
-		})
-	return outcome(p, resp.GetResult(), err)
+	resp, err := c.write(ctx, c.merchantSpec(p, merchant, true, id), &pb.BatchCall{Call: &pb.BatchCall_SetStatus{SetStatus: req}})
+	return outcome(p, resp.GetSetStatus().GetResult(), err)
 }
 
 // PullNext gives the agent the best waiting buyer of its groups (Outcome
@@ -154,9 +136,6 @@ func (c *Client) PullNext(ctx context.Context, merchant, agent string) (*pb.Resu
 	id := requestID(ctx)
 	req := &pb.PullNextRequest{RequestId: id, MerchantId: merchant, AgentId: agent}
 	p := frontdeskv1connect.AgentServicePullNextProcedure
-	resp, err := unary(ctx, c, c.merchantSpec(p, merchant, true, id),
-		func(ctx context.Context, ep *endpoint) (*connect.Response[pb.PullNextResponse], error) {
-			return ep.agent.PullNext(ctx, connect.NewRequest(req))
-		})
-	return outcome(p, resp.GetResult(), err)
+	resp, err := c.write(ctx, c.merchantSpec(p, merchant, true, id), &pb.BatchCall{Call: &pb.BatchCall_PullNext{PullNext: req}})
+	return outcome(p, resp.GetPullNext().GetResult(), err)
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/http"
@@ -10,10 +11,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
@@ -39,6 +42,10 @@ type fakeCluster struct {
 	// watch serves EventService.Watch; the default streams events.
 	watch  func(ctx context.Context, n *fakeNode, c fakeCall, s *connect.ServerStream[pb.WatchResponse]) error
 	events []*pb.Event
+	// rpcDelay holds every unary write and Batch RPC this long.
+	rpcDelay time.Duration
+	// noBatch: nodes answer Batch UNIMPLEMENTED, like an older build.
+	noBatch bool
 }
 
 // fakeCall is one request as a node saw it.
@@ -50,6 +57,9 @@ type fakeCall struct {
 	stale     bool
 	afterSeq  uint64
 	auth      string
+	// batch: for a Batch RPC, how many calls it carried; for a call
+	// carried in one, -1.
+	batch int
 }
 
 type fakeNode struct {
@@ -247,6 +257,7 @@ func (n *fakeNode) answer(ctx context.Context, c fakeCall) (*pb.Result, error) {
 // serve records and answers a unary call; wrap builds the response.
 func serve[Req, Res any](ctx context.Context, n *fakeNode, r *connect.Request[Req], wrap func(*pb.Result) *Res) (*connect.Response[Res], error) {
 	c := n.record(r.Spec().Procedure, r.Header(), any(r.Msg).(proto.Message))
+	n.fc.delay()
 	res, err := n.answer(ctx, c)
 	if err != nil {
 		return nil, err
@@ -420,4 +431,90 @@ func (fc *fakeCluster) eventsAfter(merchant string, after uint64) []*pb.Event {
 		}
 	}
 	return out
+}
+
+func (fc *fakeCluster) delay() {
+	fc.mu.Lock()
+	d := fc.rpcDelay
+	fc.mu.Unlock()
+	time.Sleep(d)
+}
+
+// batchProcedures names the procedure of each BatchCall field.
+var batchProcedures = map[protoreflect.Name]string{
+	"consult":     frontdeskv1connect.DispatchServiceConsultProcedure,
+	"escalate":    frontdeskv1connect.DispatchServiceEscalateProcedure,
+	"transfer":    frontdeskv1connect.DispatchServiceTransferProcedure,
+	"end":         frontdeskv1connect.DispatchServiceEndProcedure,
+	"first_reply": frontdeskv1connect.DispatchServiceFirstReplyProcedure,
+	"set_status":  frontdeskv1connect.AgentServiceSetStatusProcedure,
+	"pull_next":   frontdeskv1connect.AgentServicePullNextProcedure,
+}
+
+// Batch records the RPC and each call in it (as a call of its own
+// procedure, batch -1) and answers each call as the unary procedure would,
+// errors as BatchErrors, like dispatch.
+func (n *fakeNode) Batch(ctx context.Context, r *connect.Request[pb.BatchRequest]) (*connect.Response[pb.BatchResponse], error) {
+	n.fc.mu.Lock()
+	n.fc.calls = append(n.fc.calls, fakeCall{node: n.idx, procedure: r.Spec().Procedure, auth: r.Header().Get("Authorization"), batch: len(r.Msg.Calls)})
+	noBatch := n.fc.noBatch
+	n.fc.mu.Unlock()
+	if noBatch {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fake: no Batch here"))
+	}
+	n.fc.delay()
+	// The calls are answered concurrently (as dispatch proposes to
+	// several shards at once), so a hook may block one without the others.
+	out := &pb.BatchResponse{Results: make([]*pb.BatchResult, len(r.Msg.Calls))}
+	var wg sync.WaitGroup
+	for i, call := range r.Msg.Calls {
+		m := call.ProtoReflect()
+		f := m.WhichOneof(m.Descriptor().Oneofs().ByName("call"))
+		if f == nil {
+			out.Results[i] = batchErrorOf(fieldError(connect.CodeInvalidArgument, "call", "invalid"))
+			continue
+		}
+		c := fakeCall{node: n.idx, procedure: batchProcedures[f.Name()], auth: r.Header().Get("Authorization"), batch: -1}
+		inspect(m.Get(f).Message(), &c, true)
+		n.fc.mu.Lock()
+		n.fc.calls = append(n.fc.calls, c)
+		n.fc.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := n.answer(ctx, c)
+			if err != nil {
+				out.Results[i] = batchErrorOf(err)
+				return
+			}
+			br := &pb.BatchResult{}
+			rm := br.ProtoReflect()
+			rf := rm.Descriptor().Fields().ByName(f.Name())
+			resp := rm.NewField(rf).Message()
+			resp.Set(resp.Descriptor().Fields().ByName("result"), protoreflect.ValueOfMessage(res.ProtoReflect()))
+			rm.Set(rf, protoreflect.ValueOfMessage(resp))
+			out.Results[i] = br
+		}()
+	}
+	wg.Wait()
+	return connect.NewResponse(out), nil
+}
+
+// batchErrorOf is err as dispatch puts it in a BatchResult.
+func batchErrorOf(err error) *pb.BatchResult {
+	ce := new(connect.Error)
+	if !errors.As(err, &ce) {
+		ce = connect.NewError(connect.CodeInternal, err)
+	}
+	be := &pb.BatchError{Code: uint32(ce.Code()), Message: ce.Message()}
+	for _, d := range ce.Details() {
+		be.Details = append(be.Details, &anypb.Any{TypeUrl: "type.googleapis.com/" + d.Type(), Value: d.Bytes()})
+	}
+	for k, v := range ce.Meta() {
+		if be.Meta == nil {
+			be.Meta = map[string]string{}
+		}
+		be.Meta[k] = v[0]
+	}
+	return &pb.BatchResult{Result: &pb.BatchResult_Error{Error: be}}
 }

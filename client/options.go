@@ -40,6 +40,10 @@ type config struct {
 	maxBackoff  time.Duration
 	log         *slog.Logger
 	protocol    Protocol
+	batchMax    int
+	// batchStall: a Batch RPC out this long no longer holds the queue
+	// back (defaultBatchStall; tests change it).
+	batchStall time.Duration
 	// onBackoff, for tests, runs before each backoff wait of a call.
 	onBackoff func(attempts int)
 }
@@ -50,6 +54,7 @@ func defaultConfig() config {
 		minBackoff:  DefaultMinBackoff,
 		maxBackoff:  DefaultMaxBackoff,
 		log:         slog.New(slog.DiscardHandler),
+		batchStall:  defaultBatchStall,
 	}
 }
 
@@ -118,4 +123,28 @@ func WithLogger(l *slog.Logger) Option {
 // WithProtocol chooses the RPC protocol (default ProtocolConnect).
 func WithProtocol(p Protocol) Option {
 	return func(c *config) { c.protocol = p }
+}
+
+// WithBatching coalesces concurrent write calls (Consult, Escalate,
+// Transfer, End, FirstReply, SetStatus, PullNext) to the same node into
+// DispatchService.Batch RPCs of up to maxCalls calls (at most
+// MaxBatchCalls), so that under load the cost of an RPC — HTTP/2 framing,
+// Connect encoding, the handler — is paid once per batch instead of once
+// per call. There is no linger timer: a call issued while no RPC is out to
+// its node goes at once, alone, as its own unary RPC; calls issued while
+// one is out queue up and go together in the next Batch when it returns,
+// and the node proposes each shard's share of them as one Raft entry. At
+// low load calls go one by one; under load batches grow by themselves. A
+// Batch out for longer than 100ms no longer holds the others back: the
+// calls queued behind it go in another (at most four RPCs out per node).
+//
+// Batching is invisible to callers except for speed: each call keeps its
+// own context, request id, retries, leader-hint redirects and errors
+// (the server validates, authorizes and answers each call of a batch as
+// it would alone). A call whose context ends while its batch is out
+// returns what a unary call would, indeterminate included. Nodes that do
+// not serve Batch (UNIMPLEMENTED) get unary calls from then on. Reads are
+// never batched. maxCalls <= 0 leaves batching off (the default).
+func WithBatching(maxCalls int) Option {
+	return func(c *config) { c.batchMax = min(max(maxCalls, 0), MaxBatchCalls) }
 }

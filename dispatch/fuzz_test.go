@@ -1,7 +1,10 @@
 package dispatch
 
 import (
+	"context"
 	"testing"
+
+	"connectrpc.com/connect"
 
 	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
@@ -54,6 +57,56 @@ func FuzzRequestValidation(f *testing.F) {
 		}
 		if err := fsm.Validate(cmd); err == nil && fsm.CommandMerchant(cmd) == "" {
 			t.Fatalf("a valid command names no merchant: %v", cmd)
+		}
+	})
+}
+
+// FuzzBatchValidation: any bytes decoded as a BatchRequest get a whole
+// INVALID_ARGUMENT (no calls, too many) or one answer per call, none of
+// them INTERNAL (which is what a panic in a call becomes).
+func FuzzBatchValidation(f *testing.F) {
+	seeds := []*pb.BatchRequest{
+		{Calls: []*pb.BatchCall{consultCall("r", "m", "b"), endCall("r2", "m", "s"), {}}},
+		{Calls: []*pb.BatchCall{
+			{Call: &pb.BatchCall_Transfer{Transfer: &pb.TransferRequest{RequestId: "r", Transfer: &pb.Transfer{MerchantId: "m", SessionId: "s", ToAgentId: "a"}}}},
+			{Call: &pb.BatchCall_PullNext{PullNext: &pb.PullNextRequest{RequestId: "r", MerchantId: "m", AgentId: "a"}}},
+			{Call: &pb.BatchCall_SetStatus{SetStatus: &pb.SetStatusRequest{RequestId: "r", MerchantId: "other", AgentId: "a"}}},
+			{Call: &pb.BatchCall_Escalate{Escalate: &pb.EscalateRequest{RequestId: "r", MerchantId: "m", SessionId: "s"}}},
+			{Call: &pb.BatchCall_FirstReply{FirstReply: &pb.FirstReplyRequest{}}},
+		}},
+	}
+	for _, s := range seeds {
+		b, err := s.MarshalVT()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	n := newFakeNode(4)
+	n.replicaFor("m", false)
+	h := &dispatchHandler{New(n, quiet())}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req pb.BatchRequest
+		if req.UnmarshalVT(data) != nil {
+			return
+		}
+		resp, err := h.Batch(context.Background(), connect.NewRequest(&req))
+		if k := len(req.Calls); k == 0 || k > MaxBatchCalls {
+			if connect.CodeOf(err) != connect.CodeInvalidArgument {
+				t.Fatalf("%d calls: want INVALID_ARGUMENT, got %v", k, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("batch of %d calls failed whole: %v", len(req.Calls), err)
+		}
+		if len(resp.Msg.Results) != len(req.Calls) {
+			t.Fatalf("%d results for %d calls", len(resp.Msg.Results), len(req.Calls))
+		}
+		for i, r := range resp.Msg.Results {
+			if r.GetResult() == nil || connect.Code(r.GetError().GetCode()) == connect.CodeInternal {
+				t.Fatalf("call %d: %v", i, r)
+			}
 		}
 	})
 }

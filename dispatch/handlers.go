@@ -5,18 +5,13 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/frontdeskhq/frontdesk/auth"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
 
 type dispatchHandler struct{ s *Service }
 
 func (h *dispatchHandler) Consult(ctx context.Context, req *connect.Request[pb.ConsultRequest]) (*connect.Response[pb.ConsultResponse], error) {
-	c := req.Msg.GetConsult()
-	if c == nil {
-		return nil, invalidArg("consult", "must be set")
-	}
-	res, err := h.s.write(ctx, c.MerchantId, &pb.Command{RequestId: req.Msg.RequestId, Body: &pb.Command_Consult{Consult: c}})
+	res, err := writeCall(ctx, h.s, consultCommand, req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -24,9 +19,7 @@ func (h *dispatchHandler) Consult(ctx context.Context, req *connect.Request[pb.C
 }
 
 func (h *dispatchHandler) Escalate(ctx context.Context, req *connect.Request[pb.EscalateRequest]) (*connect.Response[pb.EscalateResponse], error) {
-	m := req.Msg
-	res, err := h.s.write(ctx, m.MerchantId, &pb.Command{RequestId: m.RequestId, Body: &pb.Command_Escalate{
-		Escalate: &pb.Escalate{MerchantId: m.MerchantId, SessionId: m.SessionId}}})
+	res, err := writeCall(ctx, h.s, escalateCommand, req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -34,12 +27,7 @@ func (h *dispatchHandler) Escalate(ctx context.Context, req *connect.Request[pb.
 }
 
 func (h *dispatchHandler) Transfer(ctx context.Context, req *connect.Request[pb.TransferRequest]) (*connect.Response[pb.TransferResponse], error) {
-	t := req.Msg.GetTransfer()
-	if t == nil {
-		return nil, invalidArg("transfer", "must be set")
-	}
-	t.ActorAgentId = auth.ActingAgent(ctx)
-	res, err := h.s.write(ctx, t.MerchantId, &pb.Command{RequestId: req.Msg.RequestId, Body: &pb.Command_Transfer{Transfer: t}})
+	res, err := writeCall(ctx, h.s, transferCommand, req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -47,9 +35,7 @@ func (h *dispatchHandler) Transfer(ctx context.Context, req *connect.Request[pb.
 }
 
 func (h *dispatchHandler) End(ctx context.Context, req *connect.Request[pb.EndRequest]) (*connect.Response[pb.EndResponse], error) {
-	m := req.Msg
-	res, err := h.s.write(ctx, m.MerchantId, &pb.Command{RequestId: m.RequestId, Body: &pb.Command_End{
-		End: &pb.End{MerchantId: m.MerchantId, SessionId: m.SessionId, Reason: m.Reason, ActorAgentId: auth.ActingAgent(ctx)}}})
+	res, err := writeCall(ctx, h.s, endCommand, req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -57,9 +43,7 @@ func (h *dispatchHandler) End(ctx context.Context, req *connect.Request[pb.EndRe
 }
 
 func (h *dispatchHandler) FirstReply(ctx context.Context, req *connect.Request[pb.FirstReplyRequest]) (*connect.Response[pb.FirstReplyResponse], error) {
-	m := req.Msg
-	res, err := h.s.write(ctx, m.MerchantId, &pb.Command{RequestId: m.RequestId, Body: &pb.Command_FirstReply{
-		FirstReply: &pb.FirstReply{MerchantId: m.MerchantId, SessionId: m.SessionId, ActorAgentId: auth.ActingAgent(ctx)}}})
+	res, err := writeCall(ctx, h.s, firstReplyCommand, req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -101,9 +85,7 @@ func (h *dispatchHandler) GetPosition(ctx context.Context, req *connect.Request[
 type agentHandler struct{ s *Service }
 
 func (h *agentHandler) SetStatus(ctx context.Context, req *connect.Request[pb.SetStatusRequest]) (*connect.Response[pb.SetStatusResponse], error) {
-	m := req.Msg
-	res, err := h.s.write(ctx, m.MerchantId, &pb.Command{RequestId: m.RequestId, Body: &pb.Command_SetAgentStatus{
-		SetAgentStatus: &pb.SetAgentStatus{MerchantId: m.MerchantId, AgentId: m.AgentId, Status: m.Status}}})
+	res, err := writeCall(ctx, h.s, setStatusCommand, req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -111,9 +93,7 @@ func (h *agentHandler) SetStatus(ctx context.Context, req *connect.Request[pb.Se
 }
 
 func (h *agentHandler) PullNext(ctx context.Context, req *connect.Request[pb.PullNextRequest]) (*connect.Response[pb.PullNextResponse], error) {
-	m := req.Msg
-	res, err := h.s.write(ctx, m.MerchantId, &pb.Command{RequestId: m.RequestId, Body: &pb.Command_PullNext{
-		PullNext: &pb.PullNext{MerchantId: m.MerchantId, AgentId: m.AgentId}}})
+	res, err := writeCall(ctx, h.s, pullNextCommand, req.Msg)
 	if err != nil {
 		return nil, err
 	}

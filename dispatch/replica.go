@@ -27,23 +27,34 @@ func (h *replicaHandler) GetDigest(ctx context.Context, req *connect.Request[pb.
 	if !ok {
 		return nil, h.s.toConnect(id, errNoReplica)
 	}
-	index, sum, size, err := digest(r.FSM())
+	index, state, err := snapshotAt(r.FSM())
 	if err != nil {
 		return nil, h.s.toConnect(id, err)
 	}
-	return connect.NewResponse(&pb.GetDigestResponse{Shard: id, AppliedIndex: index, Sha256: sum, SizeBytes: size}), nil
+	sum := sha256.Sum256(state)
+	resp := &pb.GetDigestResponse{Shard: id, AppliedIndex: index, Sha256: sum[:], SizeBytes: uint64(len(state))}
+	if req.Msg.IncludeState {
+		if len(state) > maxStateBytes {
+			return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+				"include_state: shard %d's state is %d bytes, more than the %d this call returns", id, len(state), maxStateBytes))
+		}
+		resp.State = state
+	}
+	return connect.NewResponse(resp), nil
 }
 
-// digest is the last applied index of f and the SHA-256 of its snapshot.
-func digest(f *fsm.FSM) (uint64, []byte, uint64, error) {
+// maxStateBytes bounds the state GetDigest returns with include_state.
+const maxStateBytes = 64 << 20
+
+// snapshotAt is f's snapshot bytes and the last applied index they hold.
+func snapshotAt(f *fsm.FSM) (uint64, []byte, error) {
 	var buf bytes.Buffer
 	if err := f.WriteSnapshot(&buf); err != nil {
-		return 0, nil, 0, fmt.Errorf("dispatch: digest: %w", err)
+		return 0, nil, fmt.Errorf("dispatch: digest: %w", err)
 	}
 	var first pb.SnapshotRecord
 	if err := protodelim.UnmarshalFrom(bytes.NewReader(buf.Bytes()), &first); err != nil {
-		return 0, nil, 0, fmt.Errorf("dispatch: digest: reading the snapshot header: %w", err)
+		return 0, nil, fmt.Errorf("dispatch: digest: reading the snapshot header: %w", err)
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	return first.GetHeader().GetLastIndex(), sum[:], uint64(buf.Len()), nil
+	return first.GetHeader().GetLastIndex(), buf.Bytes(), nil
 }

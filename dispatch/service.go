@@ -67,10 +67,18 @@ func New(c Cluster, log *slog.Logger) *Service {
 // SetLimits replaces the admission limits; call it before serving.
 func (s *Service) SetLimits(l Limits) { s.limits = newLimiter(l) }
 
+// CompressMinBytes: responses smaller than this are sent uncompressed
+// whatever the caller accepts. Dispatch answers are a few hundred bytes;
+// gzipping each one cost 8% of a node's CPU under W1 (BENCHMARKS.md) and
+// saves nothing on a LAN. Large reads (a merchant's sessions) still are.
+const CompressMinBytes = 4096
+
 // Register mounts every service and gRPC reflection on mux. Each procedure
-// speaks Connect, gRPC and gRPC-Web; bodies over MaxRequestBytes are refused.
+// speaks Connect, gRPC and gRPC-Web; bodies over MaxRequestBytes are refused;
+// responses under CompressMinBytes are not compressed.
 func (s *Service) Register(mux *http.ServeMux, opts ...connect.HandlerOption) {
-	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(MaxRequestBytes)}, opts...)
+	opts = append([]connect.HandlerOption{connect.WithReadMaxBytes(MaxRequestBytes),
+		connect.WithCompressMinBytes(CompressMinBytes)}, opts...)
 	mux.Handle(frontdeskv1connect.NewDispatchServiceHandler(&dispatchHandler{s}, opts...))
 	mux.Handle(frontdeskv1connect.NewAgentServiceHandler(&agentHandler{s}, opts...))
 	mux.Handle(frontdeskv1connect.NewAdminServiceHandler(&adminHandler{s}, opts...))
@@ -114,15 +122,7 @@ func (s *Service) replica(merchantID string) (uint32, Replica, error) {
 // merchant's rate), proposes it to the merchant's shard and returns its
 // result; a result carrying an fsm error becomes that error.
 func (s *Service) write(ctx context.Context, merchantID string, cmd *pb.Command) (*pb.Result, error) {
-	if err := fsm.Validate(cmd); err != nil {
-		return nil, s.toConnect(0, err)
-	}
-	if _, consult := cmd.Body.(*pb.Command_Consult); consult {
-		if err := s.limits.admitConsult(merchantID); err != nil {
-			return nil, err
-		}
-	}
-	id, r, err := s.replica(merchantID)
+	id, r, err := s.prepare(merchantID, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -130,10 +130,30 @@ func (s *Service) write(ctx context.Context, merchantID string, cmd *pb.Command)
 	if err != nil {
 		return nil, s.toConnect(id, err)
 	}
-	if err := fsm.ResultError(res[0]); err != nil {
-		return nil, s.toConnect(id, err)
+	return s.result(id, res[0])
+}
+
+// prepare is everything a write goes through before its proposal:
+// validation, admission (consults count against the merchant's rate) and
+// finding this node's replica of the merchant's shard.
+func (s *Service) prepare(merchantID string, cmd *pb.Command) (uint32, Replica, error) {
+	if err := fsm.Validate(cmd); err != nil {
+		return 0, nil, s.toConnect(0, err)
 	}
-	return res[0], nil
+	if _, consult := cmd.Body.(*pb.Command_Consult); consult {
+		if err := s.limits.admitConsult(merchantID); err != nil {
+			return 0, nil, err
+		}
+	}
+	return s.replica(merchantID)
+}
+
+// result is a proposal's result, or the fsm error it carries.
+func (s *Service) result(shardID uint32, res *pb.Result) (*pb.Result, error) {
+	if err := fsm.ResultError(res); err != nil {
+		return nil, s.toConnect(shardID, err)
+	}
+	return res, nil
 }
 
 // read returns the merchant's replica ready to be read: linearizable

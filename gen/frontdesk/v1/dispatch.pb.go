@@ -11,6 +11,7 @@ package frontdeskv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	anypb "google.golang.org/protobuf/types/known/anypb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -744,11 +745,519 @@ func (x *GetPositionResponse) GetResult() *Result {
 	return nil
 }
 
+type BatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// calls: 1 to 512 write calls; results come back in the same order.
+	Calls         []*BatchCall `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_frontdesk_v1_dispatch_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BatchRequest) GetCalls() []*BatchCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+// BatchCall is one write call: the request of the named procedure.
+type BatchCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Call:
+	//
+	//	*BatchCall_Consult
+	//	*BatchCall_Escalate
+	//	*BatchCall_Transfer
+	//	*BatchCall_End
+	//	*BatchCall_FirstReply
+	//	*BatchCall_SetStatus
+	//	*BatchCall_PullNext
+	Call          isBatchCall_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCall) Reset() {
+	*x = BatchCall{}
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCall) ProtoMessage() {}
+
+func (x *BatchCall) ProtoReflect() protoreflect.Message {
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCall.ProtoReflect.Descriptor instead.
+func (*BatchCall) Descriptor() ([]byte, []int) {
+	return file_frontdesk_v1_dispatch_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BatchCall) GetCall() isBatchCall_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *BatchCall) GetConsult() *ConsultRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_Consult); ok {
+			return x.Consult
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetEscalate() *EscalateRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_Escalate); ok {
+			return x.Escalate
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetTransfer() *TransferRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_Transfer); ok {
+			return x.Transfer
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetEnd() *EndRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetFirstReply() *FirstReplyRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_FirstReply); ok {
+			return x.FirstReply
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetSetStatus() *SetStatusRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_SetStatus); ok {
+			return x.SetStatus
+		}
+	}
+	return nil
+}
+
+func (x *BatchCall) GetPullNext() *PullNextRequest {
+	if x != nil {
+		if x, ok := x.Call.(*BatchCall_PullNext); ok {
+			return x.PullNext
+		}
+	}
+	return nil
+}
+
+type isBatchCall_Call interface {
+	isBatchCall_Call()
+}
+
+type BatchCall_Consult struct {
+	Consult *ConsultRequest `protobuf:"bytes,1,opt,name=consult,proto3,oneof"`
+}
+
+type BatchCall_Escalate struct {
+	Escalate *EscalateRequest `protobuf:"bytes,2,opt,name=escalate,proto3,oneof"`
+}
+
+type BatchCall_Transfer struct {
+	Transfer *TransferRequest `protobuf:"bytes,3,opt,name=transfer,proto3,oneof"`
+}
+
+type BatchCall_End struct {
+	End *EndRequest `protobuf:"bytes,4,opt,name=end,proto3,oneof"`
+}
+
+type BatchCall_FirstReply struct {
+	FirstReply *FirstReplyRequest `protobuf:"bytes,5,opt,name=first_reply,json=firstReply,proto3,oneof"`
+}
+
+type BatchCall_SetStatus struct {
+	// AgentService.SetStatus and AgentService.PullNext.
+	SetStatus *SetStatusRequest `protobuf:"bytes,6,opt,name=set_status,json=setStatus,proto3,oneof"`
+}
+
+type BatchCall_PullNext struct {
+	PullNext *PullNextRequest `protobuf:"bytes,7,opt,name=pull_next,json=pullNext,proto3,oneof"`
+}
+
+func (*BatchCall_Consult) isBatchCall_Call() {}
+
+func (*BatchCall_Escalate) isBatchCall_Call() {}
+
+func (*BatchCall_Transfer) isBatchCall_Call() {}
+
+func (*BatchCall_End) isBatchCall_Call() {}
+
+func (*BatchCall_FirstReply) isBatchCall_Call() {}
+
+func (*BatchCall_SetStatus) isBatchCall_Call() {}
+
+func (*BatchCall_PullNext) isBatchCall_Call() {}
+
+type BatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results: one per call, in the order of BatchRequest.calls.
+	Results       []*BatchResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_frontdesk_v1_dispatch_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BatchResponse) GetResults() []*BatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// BatchResult is one call's answer: the response its procedure would have
+// returned, or the error it would have failed with.
+type BatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*BatchResult_Consult
+	//	*BatchResult_Escalate
+	//	*BatchResult_Transfer
+	//	*BatchResult_End
+	//	*BatchResult_FirstReply
+	//	*BatchResult_SetStatus
+	//	*BatchResult_PullNext
+	//	*BatchResult_Error
+	Result        isBatchResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResult) Reset() {
+	*x = BatchResult{}
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResult) ProtoMessage() {}
+
+func (x *BatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
+func (*BatchResult) Descriptor() ([]byte, []int) {
+	return file_frontdesk_v1_dispatch_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BatchResult) GetResult() isBatchResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *BatchResult) GetConsult() *ConsultResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Consult); ok {
+			return x.Consult
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetEscalate() *EscalateResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Escalate); ok {
+			return x.Escalate
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetTransfer() *TransferResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Transfer); ok {
+			return x.Transfer
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetEnd() *EndResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetFirstReply() *FirstReplyResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_FirstReply); ok {
+			return x.FirstReply
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetSetStatus() *SetStatusResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_SetStatus); ok {
+			return x.SetStatus
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetPullNext() *PullNextResponse {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_PullNext); ok {
+			return x.PullNext
+		}
+	}
+	return nil
+}
+
+func (x *BatchResult) GetError() *BatchError {
+	if x != nil {
+		if x, ok := x.Result.(*BatchResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isBatchResult_Result interface {
+	isBatchResult_Result()
+}
+
+type BatchResult_Consult struct {
+	Consult *ConsultResponse `protobuf:"bytes,1,opt,name=consult,proto3,oneof"`
+}
+
+type BatchResult_Escalate struct {
+	Escalate *EscalateResponse `protobuf:"bytes,2,opt,name=escalate,proto3,oneof"`
+}
+
+type BatchResult_Transfer struct {
+	Transfer *TransferResponse `protobuf:"bytes,3,opt,name=transfer,proto3,oneof"`
+}
+
+type BatchResult_End struct {
+	End *EndResponse `protobuf:"bytes,4,opt,name=end,proto3,oneof"`
+}
+
+type BatchResult_FirstReply struct {
+	FirstReply *FirstReplyResponse `protobuf:"bytes,5,opt,name=first_reply,json=firstReply,proto3,oneof"`
+}
+
+type BatchResult_SetStatus struct {
+	SetStatus *SetStatusResponse `protobuf:"bytes,6,opt,name=set_status,json=setStatus,proto3,oneof"`
+}
+
+type BatchResult_PullNext struct {
+	PullNext *PullNextResponse `protobuf:"bytes,7,opt,name=pull_next,json=pullNext,proto3,oneof"`
+}
+
+type BatchResult_Error struct {
+	Error *BatchError `protobuf:"bytes,15,opt,name=error,proto3,oneof"`
+}
+
+func (*BatchResult_Consult) isBatchResult_Result() {}
+
+func (*BatchResult_Escalate) isBatchResult_Result() {}
+
+func (*BatchResult_Transfer) isBatchResult_Result() {}
+
+func (*BatchResult_End) isBatchResult_Result() {}
+
+func (*BatchResult_FirstReply) isBatchResult_Result() {}
+
+func (*BatchResult_SetStatus) isBatchResult_Result() {}
+
+func (*BatchResult_PullNext) isBatchResult_Result() {}
+
+func (*BatchResult_Error) isBatchResult_Result() {}
+
+// BatchError is the Connect error a call would have failed with alone.
+type BatchError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code: the Connect (gRPC) status code number, e.g. 3 INVALID_ARGUMENT,
+	// 14 UNAVAILABLE.
+	Code    uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// details: the error's details (FieldError, LeaderHint).
+	Details []*anypb.Any `protobuf:"bytes,3,rep,name=details,proto3" json:"details,omitempty"`
+	// meta: the error's metadata, sent as headers by a unary call
+	// (Retry-After on RESOURCE_EXHAUSTED).
+	Meta          map[string]string `protobuf:"bytes,4,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchError) Reset() {
+	*x = BatchError{}
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchError) ProtoMessage() {}
+
+func (x *BatchError) ProtoReflect() protoreflect.Message {
+	mi := &file_frontdesk_v1_dispatch_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchError.ProtoReflect.Descriptor instead.
+func (*BatchError) Descriptor() ([]byte, []int) {
+	return file_frontdesk_v1_dispatch_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BatchError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BatchError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BatchError) GetDetails() []*anypb.Any {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+func (x *BatchError) GetMeta() map[string]string {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_frontdesk_v1_dispatch_proto protoreflect.FileDescriptor
 
 const file_frontdesk_v1_dispatch_proto_rawDesc = "" +
 	"\n" +
-	"\x1bfrontdesk/v1/dispatch.proto\x12\ffrontdesk.v1\x1a\x1afrontdesk/v1/command.proto\"`\n" +
+	"\x1bfrontdesk/v1/dispatch.proto\x12\ffrontdesk.v1\x1a\x18frontdesk/v1/agent.proto\x1a\x1afrontdesk/v1/command.proto\x1a\x19google/protobuf/any.proto\"`\n" +
 	"\x0eConsultRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12/\n" +
@@ -804,7 +1313,43 @@ const file_frontdesk_v1_dispatch_proto_rawDesc = "" +
 	"\bbuyer_id\x18\x02 \x01(\tR\abuyerId\x12\x14\n" +
 	"\x05stale\x18\x03 \x01(\bR\x05stale\"C\n" +
 	"\x13GetPositionResponse\x12,\n" +
-	"\x06result\x18\x01 \x01(\v2\x14.frontdesk.v1.ResultR\x06result2\xa1\x04\n" +
+	"\x06result\x18\x01 \x01(\v2\x14.frontdesk.v1.ResultR\x06result\"=\n" +
+	"\fBatchRequest\x12-\n" +
+	"\x05calls\x18\x01 \x03(\v2\x17.frontdesk.v1.BatchCallR\x05calls\"\xb8\x03\n" +
+	"\tBatchCall\x128\n" +
+	"\aconsult\x18\x01 \x01(\v2\x1c.frontdesk.v1.ConsultRequestH\x00R\aconsult\x12;\n" +
+	"\bescalate\x18\x02 \x01(\v2\x1d.frontdesk.v1.EscalateRequestH\x00R\bescalate\x12;\n" +
+	"\btransfer\x18\x03 \x01(\v2\x1d.frontdesk.v1.TransferRequestH\x00R\btransfer\x12,\n" +
+	"\x03end\x18\x04 \x01(\v2\x18.frontdesk.v1.EndRequestH\x00R\x03end\x12B\n" +
+	"\vfirst_reply\x18\x05 \x01(\v2\x1f.frontdesk.v1.FirstReplyRequestH\x00R\n" +
+	"firstReply\x12?\n" +
+	"\n" +
+	"set_status\x18\x06 \x01(\v2\x1e.frontdesk.v1.SetStatusRequestH\x00R\tsetStatus\x12<\n" +
+	"\tpull_next\x18\a \x01(\v2\x1d.frontdesk.v1.PullNextRequestH\x00R\bpullNextB\x06\n" +
+	"\x04call\"D\n" +
+	"\rBatchResponse\x123\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.frontdesk.v1.BatchResultR\aresults\"\xf5\x03\n" +
+	"\vBatchResult\x129\n" +
+	"\aconsult\x18\x01 \x01(\v2\x1d.frontdesk.v1.ConsultResponseH\x00R\aconsult\x12<\n" +
+	"\bescalate\x18\x02 \x01(\v2\x1e.frontdesk.v1.EscalateResponseH\x00R\bescalate\x12<\n" +
+	"\btransfer\x18\x03 \x01(\v2\x1e.frontdesk.v1.TransferResponseH\x00R\btransfer\x12-\n" +
+	"\x03end\x18\x04 \x01(\v2\x19.frontdesk.v1.EndResponseH\x00R\x03end\x12C\n" +
+	"\vfirst_reply\x18\x05 \x01(\v2 .frontdesk.v1.FirstReplyResponseH\x00R\n" +
+	"firstReply\x12@\n" +
+	"\n" +
+	"set_status\x18\x06 \x01(\v2\x1f.frontdesk.v1.SetStatusResponseH\x00R\tsetStatus\x12=\n" +
+	"\tpull_next\x18\a \x01(\v2\x1e.frontdesk.v1.PullNextResponseH\x00R\bpullNext\x120\n" +
+	"\x05error\x18\x0f \x01(\v2\x18.frontdesk.v1.BatchErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"\xdb\x01\n" +
+	"\n" +
+	"BatchError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails\x126\n" +
+	"\x04meta\x18\x04 \x03(\v2\".frontdesk.v1.BatchError.MetaEntryR\x04meta\x1a7\n" +
+	"\tMetaEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xe3\x04\n" +
 	"\x0fDispatchService\x12F\n" +
 	"\aConsult\x12\x1c.frontdesk.v1.ConsultRequest\x1a\x1d.frontdesk.v1.ConsultResponse\x12I\n" +
 	"\bEscalate\x12\x1d.frontdesk.v1.EscalateRequest\x1a\x1e.frontdesk.v1.EscalateResponse\x12I\n" +
@@ -814,7 +1359,8 @@ const file_frontdesk_v1_dispatch_proto_rawDesc = "" +
 	"FirstReply\x12\x1f.frontdesk.v1.FirstReplyRequest\x1a .frontdesk.v1.FirstReplyResponse\x12O\n" +
 	"\n" +
 	"GetSession\x12\x1f.frontdesk.v1.GetSessionRequest\x1a .frontdesk.v1.GetSessionResponse\x12R\n" +
-	"\vGetPosition\x12 .frontdesk.v1.GetPositionRequest\x1a!.frontdesk.v1.GetPositionResponseB?Z=github.com/frontdeskhq/frontdesk/gen/frontdesk/v1;frontdeskv1b\x06proto3"
+	"\vGetPosition\x12 .frontdesk.v1.GetPositionRequest\x1a!.frontdesk.v1.GetPositionResponse\x12@\n" +
+	"\x05Batch\x12\x1a.frontdesk.v1.BatchRequest\x1a\x1b.frontdesk.v1.BatchResponseB?Z=github.com/frontdeskhq/frontdesk/gen/frontdesk/v1;frontdeskv1b\x06proto3"
 
 var (
 	file_frontdesk_v1_dispatch_proto_rawDescOnce sync.Once
@@ -828,7 +1374,7 @@ func file_frontdesk_v1_dispatch_proto_rawDescGZIP() []byte {
 	return file_frontdesk_v1_dispatch_proto_rawDescData
 }
 
-var file_frontdesk_v1_dispatch_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_frontdesk_v1_dispatch_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_frontdesk_v1_dispatch_proto_goTypes = []any{
 	(*ConsultRequest)(nil),      // 0: frontdesk.v1.ConsultRequest
 	(*ConsultResponse)(nil),     // 1: frontdesk.v1.ConsultResponse
@@ -844,42 +1390,74 @@ var file_frontdesk_v1_dispatch_proto_goTypes = []any{
 	(*GetSessionResponse)(nil),  // 11: frontdesk.v1.GetSessionResponse
 	(*GetPositionRequest)(nil),  // 12: frontdesk.v1.GetPositionRequest
 	(*GetPositionResponse)(nil), // 13: frontdesk.v1.GetPositionResponse
-	(*Consult)(nil),             // 14: frontdesk.v1.Consult
-	(*Result)(nil),              // 15: frontdesk.v1.Result
-	(*Transfer)(nil),            // 16: frontdesk.v1.Transfer
-	(EndReason)(0),              // 17: frontdesk.v1.EndReason
-	(*Session)(nil),             // 18: frontdesk.v1.Session
+	(*BatchRequest)(nil),        // 14: frontdesk.v1.BatchRequest
+	(*BatchCall)(nil),           // 15: frontdesk.v1.BatchCall
+	(*BatchResponse)(nil),       // 16: frontdesk.v1.BatchResponse
+	(*BatchResult)(nil),         // 17: frontdesk.v1.BatchResult
+	(*BatchError)(nil),          // 18: frontdesk.v1.BatchError
+	nil,                         // 19: frontdesk.v1.BatchError.MetaEntry
+	(*Consult)(nil),             // 20: frontdesk.v1.Consult
+	(*Result)(nil),              // 21: frontdesk.v1.Result
+	(*Transfer)(nil),            // 22: frontdesk.v1.Transfer
+	(EndReason)(0),              // 23: frontdesk.v1.EndReason
+	(*Session)(nil),             // 24: frontdesk.v1.Session
+	(*SetStatusRequest)(nil),    // 25: frontdesk.v1.SetStatusRequest
+	(*PullNextRequest)(nil),     // 26: frontdesk.v1.PullNextRequest
+	(*SetStatusResponse)(nil),   // 27: frontdesk.v1.SetStatusResponse
+	(*PullNextResponse)(nil),    // 28: frontdesk.v1.PullNextResponse
+	(*anypb.Any)(nil),           // 29: google.protobuf.Any
 }
 var file_frontdesk_v1_dispatch_proto_depIdxs = []int32{
-	14, // 0: frontdesk.v1.ConsultRequest.consult:type_name -> frontdesk.v1.Consult
-	15, // 1: frontdesk.v1.ConsultResponse.result:type_name -> frontdesk.v1.Result
-	15, // 2: frontdesk.v1.EscalateResponse.result:type_name -> frontdesk.v1.Result
-	16, // 3: frontdesk.v1.TransferRequest.transfer:type_name -> frontdesk.v1.Transfer
-	15, // 4: frontdesk.v1.TransferResponse.result:type_name -> frontdesk.v1.Result
-	17, // 5: frontdesk.v1.EndRequest.reason:type_name -> frontdesk.v1.EndReason
-	15, // 6: frontdesk.v1.EndResponse.result:type_name -> frontdesk.v1.Result
-	15, // 7: frontdesk.v1.FirstReplyResponse.result:type_name -> frontdesk.v1.Result
-	18, // 8: frontdesk.v1.GetSessionResponse.session:type_name -> frontdesk.v1.Session
-	15, // 9: frontdesk.v1.GetPositionResponse.result:type_name -> frontdesk.v1.Result
-	0,  // 10: frontdesk.v1.DispatchService.Consult:input_type -> frontdesk.v1.ConsultRequest
-	2,  // 11: frontdesk.v1.DispatchService.Escalate:input_type -> frontdesk.v1.EscalateRequest
-	4,  // 12: frontdesk.v1.DispatchService.Transfer:input_type -> frontdesk.v1.TransferRequest
-	6,  // 13: frontdesk.v1.DispatchService.End:input_type -> frontdesk.v1.EndRequest
-	8,  // 14: frontdesk.v1.DispatchService.FirstReply:input_type -> frontdesk.v1.FirstReplyRequest
-	10, // 15: frontdesk.v1.DispatchService.GetSession:input_type -> frontdesk.v1.GetSessionRequest
-	12, // 16: frontdesk.v1.DispatchService.GetPosition:input_type -> frontdesk.v1.GetPositionRequest
-	1,  // 17: frontdesk.v1.DispatchService.Consult:output_type -> frontdesk.v1.ConsultResponse
-	3,  // 18: frontdesk.v1.DispatchService.Escalate:output_type -> frontdesk.v1.EscalateResponse
-	5,  // 19: frontdesk.v1.DispatchService.Transfer:output_type -> frontdesk.v1.TransferResponse
-	7,  // 20: frontdesk.v1.DispatchService.End:output_type -> frontdesk.v1.EndResponse
-	9,  // 21: frontdesk.v1.DispatchService.FirstReply:output_type -> frontdesk.v1.FirstReplyResponse
-	11, // 22: frontdesk.v1.DispatchService.GetSession:output_type -> frontdesk.v1.GetSessionResponse
-	13, // 23: frontdesk.v1.DispatchService.GetPosition:output_type -> frontdesk.v1.GetPositionResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	20, // 0: frontdesk.v1.ConsultRequest.consult:type_name -> frontdesk.v1.Consult
+	21, // 1: frontdesk.v1.ConsultResponse.result:type_name -> frontdesk.v1.Result
+	21, // 2: frontdesk.v1.EscalateResponse.result:type_name -> frontdesk.v1.Result
+	22, // 3: frontdesk.v1.TransferRequest.transfer:type_name -> frontdesk.v1.Transfer
+	21, // 4: frontdesk.v1.TransferResponse.result:type_name -> frontdesk.v1.Result
+	23, // 5: frontdesk.v1.EndRequest.reason:type_name -> frontdesk.v1.EndReason
+	21, // 6: frontdesk.v1.EndResponse.result:type_name -> frontdesk.v1.Result
+	21, // 7: frontdesk.v1.FirstReplyResponse.result:type_name -> frontdesk.v1.Result
+	24, // 8: frontdesk.v1.GetSessionResponse.session:type_name -> frontdesk.v1.Session
+	21, // 9: frontdesk.v1.GetPositionResponse.result:type_name -> frontdesk.v1.Result
+	15, // 10: frontdesk.v1.BatchRequest.calls:type_name -> frontdesk.v1.BatchCall
+	0,  // 11: frontdesk.v1.BatchCall.consult:type_name -> frontdesk.v1.ConsultRequest
+	2,  // 12: frontdesk.v1.BatchCall.escalate:type_name -> frontdesk.v1.EscalateRequest
+	4,  // 13: frontdesk.v1.BatchCall.transfer:type_name -> frontdesk.v1.TransferRequest
+	6,  // 14: frontdesk.v1.BatchCall.end:type_name -> frontdesk.v1.EndRequest
+	8,  // 15: frontdesk.v1.BatchCall.first_reply:type_name -> frontdesk.v1.FirstReplyRequest
+	25, // 16: frontdesk.v1.BatchCall.set_status:type_name -> frontdesk.v1.SetStatusRequest
+	26, // 17: frontdesk.v1.BatchCall.pull_next:type_name -> frontdesk.v1.PullNextRequest
+	17, // 18: frontdesk.v1.BatchResponse.results:type_name -> frontdesk.v1.BatchResult
+	1,  // 19: frontdesk.v1.BatchResult.consult:type_name -> frontdesk.v1.ConsultResponse
+	3,  // 20: frontdesk.v1.BatchResult.escalate:type_name -> frontdesk.v1.EscalateResponse
+	5,  // 21: frontdesk.v1.BatchResult.transfer:type_name -> frontdesk.v1.TransferResponse
+	7,  // 22: frontdesk.v1.BatchResult.end:type_name -> frontdesk.v1.EndResponse
+	9,  // 23: frontdesk.v1.BatchResult.first_reply:type_name -> frontdesk.v1.FirstReplyResponse
+	27, // 24: frontdesk.v1.BatchResult.set_status:type_name -> frontdesk.v1.SetStatusResponse
+	28, // 25: frontdesk.v1.BatchResult.pull_next:type_name -> frontdesk.v1.PullNextResponse
+	18, // 26: frontdesk.v1.BatchResult.error:type_name -> frontdesk.v1.BatchError
+	29, // 27: frontdesk.v1.BatchError.details:type_name -> google.protobuf.Any
+	19, // 28: frontdesk.v1.BatchError.meta:type_name -> frontdesk.v1.BatchError.MetaEntry
+	0,  // 29: frontdesk.v1.DispatchService.Consult:input_type -> frontdesk.v1.ConsultRequest
+	2,  // 30: frontdesk.v1.DispatchService.Escalate:input_type -> frontdesk.v1.EscalateRequest
+	4,  // 31: frontdesk.v1.DispatchService.Transfer:input_type -> frontdesk.v1.TransferRequest
+	6,  // 32: frontdesk.v1.DispatchService.End:input_type -> frontdesk.v1.EndRequest
+	8,  // 33: frontdesk.v1.DispatchService.FirstReply:input_type -> frontdesk.v1.FirstReplyRequest
+	10, // 34: frontdesk.v1.DispatchService.GetSession:input_type -> frontdesk.v1.GetSessionRequest
+	12, // 35: frontdesk.v1.DispatchService.GetPosition:input_type -> frontdesk.v1.GetPositionRequest
+	14, // 36: frontdesk.v1.DispatchService.Batch:input_type -> frontdesk.v1.BatchRequest
+	1,  // 37: frontdesk.v1.DispatchService.Consult:output_type -> frontdesk.v1.ConsultResponse
+	3,  // 38: frontdesk.v1.DispatchService.Escalate:output_type -> frontdesk.v1.EscalateResponse
+	5,  // 39: frontdesk.v1.DispatchService.Transfer:output_type -> frontdesk.v1.TransferResponse
+	7,  // 40: frontdesk.v1.DispatchService.End:output_type -> frontdesk.v1.EndResponse
+	9,  // 41: frontdesk.v1.DispatchService.FirstReply:output_type -> frontdesk.v1.FirstReplyResponse
+	11, // 42: frontdesk.v1.DispatchService.GetSession:output_type -> frontdesk.v1.GetSessionResponse
+	13, // 43: frontdesk.v1.DispatchService.GetPosition:output_type -> frontdesk.v1.GetPositionResponse
+	16, // 44: frontdesk.v1.DispatchService.Batch:output_type -> frontdesk.v1.BatchResponse
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_frontdesk_v1_dispatch_proto_init() }
@@ -887,14 +1465,34 @@ func file_frontdesk_v1_dispatch_proto_init() {
 	if File_frontdesk_v1_dispatch_proto != nil {
 		return
 	}
+	file_frontdesk_v1_agent_proto_init()
 	file_frontdesk_v1_command_proto_init()
+	file_frontdesk_v1_dispatch_proto_msgTypes[15].OneofWrappers = []any{
+		(*BatchCall_Consult)(nil),
+		(*BatchCall_Escalate)(nil),
+		(*BatchCall_Transfer)(nil),
+		(*BatchCall_End)(nil),
+		(*BatchCall_FirstReply)(nil),
+		(*BatchCall_SetStatus)(nil),
+		(*BatchCall_PullNext)(nil),
+	}
+	file_frontdesk_v1_dispatch_proto_msgTypes[17].OneofWrappers = []any{
+		(*BatchResult_Consult)(nil),
+		(*BatchResult_Escalate)(nil),
+		(*BatchResult_Transfer)(nil),
+		(*BatchResult_End)(nil),
+		(*BatchResult_FirstReply)(nil),
+		(*BatchResult_SetStatus)(nil),
+		(*BatchResult_PullNext)(nil),
+		(*BatchResult_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_frontdesk_v1_dispatch_proto_rawDesc), len(file_frontdesk_v1_dispatch_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

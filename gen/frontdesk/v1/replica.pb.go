@@ -24,8 +24,12 @@ const (
 )
 
 type GetDigestRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// include_state: also return the snapshot bytes the digest is of, for a
+	// person to compare replicas that disagree (at most 64 MiB, else
+	// RESOURCE_EXHAUSTED).
+	IncludeState  bool `protobuf:"varint,2,opt,name=include_state,json=includeState,proto3" json:"include_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -67,6 +71,13 @@ func (x *GetDigestRequest) GetShard() uint32 {
 	return 0
 }
 
+func (x *GetDigestRequest) GetIncludeState() bool {
+	if x != nil {
+		return x.IncludeState
+	}
+	return false
+}
+
 type GetDigestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Shard uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
@@ -76,7 +87,9 @@ type GetDigestResponse struct {
 	// deterministic) at applied_index.
 	Sha256 []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// size of those snapshot bytes.
-	SizeBytes     uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	SizeBytes uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// state: the snapshot bytes themselves, when include_state was set.
+	State         []byte `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -139,19 +152,28 @@ func (x *GetDigestResponse) GetSizeBytes() uint64 {
 	return 0
 }
 
+func (x *GetDigestResponse) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 var File_frontdesk_v1_replica_proto protoreflect.FileDescriptor
 
 const file_frontdesk_v1_replica_proto_rawDesc = "" +
 	"\n" +
-	"\x1afrontdesk/v1/replica.proto\x12\ffrontdesk.v1\"(\n" +
+	"\x1afrontdesk/v1/replica.proto\x12\ffrontdesk.v1\"M\n" +
 	"\x10GetDigestRequest\x12\x14\n" +
-	"\x05shard\x18\x01 \x01(\rR\x05shard\"\x85\x01\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12#\n" +
+	"\rinclude_state\x18\x02 \x01(\bR\fincludeState\"\x9b\x01\n" +
 	"\x11GetDigestResponse\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\fR\x06sha256\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes2^\n" +
+	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\fR\x05state2^\n" +
 	"\x0eReplicaService\x12L\n" +
 	"\tGetDigest\x12\x1e.frontdesk.v1.GetDigestRequest\x1a\x1f.frontdesk.v1.GetDigestResponseB?Z=github.com/frontdeskhq/frontdesk/gen/frontdesk/v1;frontdeskv1b\x06proto3"
 

@@ -25,6 +25,7 @@ func (m *GetDigestRequest) CloneVT() *GetDigestRequest {
 	}
 	r := new(GetDigestRequest)
 	r.Shard = m.Shard
+	r.IncludeState = m.IncludeState
 	if len(m.unknownFields) > 0 {
 		r.unknownFields = make([]byte, len(m.unknownFields))
 		copy(r.unknownFields, m.unknownFields)
@@ -49,6 +50,11 @@ func (m *GetDigestResponse) CloneVT() *GetDigestResponse {
 		copy(tmpBytes, rhs)
 		r.Sha256 = tmpBytes
 	}
+	if rhs := m.State; rhs != nil {
+		tmpBytes := make([]byte, len(rhs))
+		copy(tmpBytes, rhs)
+		r.State = tmpBytes
+	}
 	if len(m.unknownFields) > 0 {
 		r.unknownFields = make([]byte, len(m.unknownFields))
 		copy(r.unknownFields, m.unknownFields)
@@ -67,6 +73,9 @@ func (this *GetDigestRequest) EqualVT(that *GetDigestRequest) bool {
 		return false
 	}
 	if this.Shard != that.Shard {
+		return false
+	}
+	if this.IncludeState != that.IncludeState {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -95,6 +104,9 @@ func (this *GetDigestResponse) EqualVT(that *GetDigestResponse) bool {
 		return false
 	}
 	if this.SizeBytes != that.SizeBytes {
+		return false
+	}
+	if string(this.State) != string(that.State) {
 		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
@@ -137,6 +149,16 @@ func (m *GetDigestRequest) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.IncludeState {
+		i--
+		if m.IncludeState {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x10
+	}
 	if m.Shard != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.Shard))
 		i--
@@ -175,6 +197,13 @@ func (m *GetDigestResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if len(m.State) > 0 {
+		i -= len(m.State)
+		copy(dAtA[i:], m.State)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.State)))
+		i--
+		dAtA[i] = 0x2a
+	}
 	if m.SizeBytes != 0 {
 		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.SizeBytes))
 		i--
@@ -209,6 +238,9 @@ func (m *GetDigestRequest) SizeVT() (n int) {
 	if m.Shard != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.Shard))
 	}
+	if m.IncludeState {
+		n += 2
+	}
 	n += len(m.unknownFields)
 	return n
 }
@@ -231,6 +263,10 @@ func (m *GetDigestResponse) SizeVT() (n int) {
 	}
 	if m.SizeBytes != 0 {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.SizeBytes))
+	}
+	l = len(m.State)
+	if l > 0 {
+		n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -284,6 +320,26 @@ func (m *GetDigestRequest) UnmarshalVT(dAtA []byte) error {
 					break
 				}
 			}
+		case 2:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field IncludeState", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.IncludeState = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -426,6 +482,40 @@ func (m *GetDigestResponse) UnmarshalVT(dAtA []byte) error {
 					break
 				}
 			}
+		case 5:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field State", wireType)
+			}
+			var byteLen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				byteLen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if byteLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + byteLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.State = append(m.State[:0], dAtA[iNdEx:postIndex]...)
+			if m.State == nil {
+				m.State = []byte{}
+			}
+			iNdEx = postIndex
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

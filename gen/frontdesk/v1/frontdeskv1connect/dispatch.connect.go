@@ -54,6 +54,8 @@ const (
 	// DispatchServiceGetPositionProcedure is the fully-qualified name of the DispatchService's
 	// GetPosition RPC.
 	DispatchServiceGetPositionProcedure = "/frontdesk.v1.DispatchService/GetPosition"
+	// DispatchServiceBatchProcedure is the fully-qualified name of the DispatchService's Batch RPC.
+	DispatchServiceBatchProcedure = "/frontdesk.v1.DispatchService/Batch"
 )
 
 // DispatchServiceClient is a client for the frontdesk.v1.DispatchService service.
@@ -72,6 +74,14 @@ type DispatchServiceClient interface {
 	GetSession(context.Context, *connect.Request[v1.GetSessionRequest]) (*connect.Response[v1.GetSessionResponse], error)
 	// GetPosition reads a buyer's active session with queue position and estimated wait.
 	GetPosition(context.Context, *connect.Request[v1.GetPositionRequest]) (*connect.Response[v1.GetPositionResponse], error)
+	// Batch carries several write calls in one request, so that a client
+	// under load pays the RPC's cost once for many calls. Each call is
+	// validated, authorized (as its own procedure would be), admitted and
+	// answered on its own, exactly as if it had been made alone: one call's
+	// failure never fails the others. Calls for the same shard go to Raft
+	// together. The whole RPC fails only when the batch itself is malformed
+	// (no calls, more than 512) or the caller may not call Batch at all.
+	Batch(context.Context, *connect.Request[v1.BatchRequest]) (*connect.Response[v1.BatchResponse], error)
 }
 
 // NewDispatchServiceClient constructs a client for the frontdesk.v1.DispatchService service. By
@@ -127,6 +137,12 @@ func NewDispatchServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(dispatchServiceMethods.ByName("GetPosition")),
 			connect.WithClientOptions(opts...),
 		),
+		batch: connect.NewClient[v1.BatchRequest, v1.BatchResponse](
+			httpClient,
+			baseURL+DispatchServiceBatchProcedure,
+			connect.WithSchema(dispatchServiceMethods.ByName("Batch")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -139,6 +155,7 @@ type dispatchServiceClient struct {
 	firstReply  *connect.Client[v1.FirstReplyRequest, v1.FirstReplyResponse]
 	getSession  *connect.Client[v1.GetSessionRequest, v1.GetSessionResponse]
 	getPosition *connect.Client[v1.GetPositionRequest, v1.GetPositionResponse]
+	batch       *connect.Client[v1.BatchRequest, v1.BatchResponse]
 }
 
 // Consult calls frontdesk.v1.DispatchService.Consult.
@@ -176,6 +193,11 @@ func (c *dispatchServiceClient) GetPosition(ctx context.Context, req *connect.Re
 	return c.getPosition.CallUnary(ctx, req)
 }
 
+// Batch calls frontdesk.v1.DispatchService.Batch.
+func (c *dispatchServiceClient) Batch(ctx context.Context, req *connect.Request[v1.BatchRequest]) (*connect.Response[v1.BatchResponse], error) {
+	return c.batch.CallUnary(ctx, req)
+}
+
 // DispatchServiceHandler is an implementation of the frontdesk.v1.DispatchService service.
 type DispatchServiceHandler interface {
 	// Consult: a buyer opens a chat. Returns BOT, ASSIGNED, QUEUED, BUSY or EXISTING.
@@ -192,6 +214,14 @@ type DispatchServiceHandler interface {
 	GetSession(context.Context, *connect.Request[v1.GetSessionRequest]) (*connect.Response[v1.GetSessionResponse], error)
 	// GetPosition reads a buyer's active session with queue position and estimated wait.
 	GetPosition(context.Context, *connect.Request[v1.GetPositionRequest]) (*connect.Response[v1.GetPositionResponse], error)
+	// Batch carries several write calls in one request, so that a client
+	// under load pays the RPC's cost once for many calls. Each call is
+	// validated, authorized (as its own procedure would be), admitted and
+	// answered on its own, exactly as if it had been made alone: one call's
+	// failure never fails the others. Calls for the same shard go to Raft
+	// together. The whole RPC fails only when the batch itself is malformed
+	// (no calls, more than 512) or the caller may not call Batch at all.
+	Batch(context.Context, *connect.Request[v1.BatchRequest]) (*connect.Response[v1.BatchResponse], error)
 }
 
 // NewDispatchServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -243,6 +273,12 @@ func NewDispatchServiceHandler(svc DispatchServiceHandler, opts ...connect.Handl
 		connect.WithSchema(dispatchServiceMethods.ByName("GetPosition")),
 		connect.WithHandlerOptions(opts...),
 	)
+	dispatchServiceBatchHandler := connect.NewUnaryHandler(
+		DispatchServiceBatchProcedure,
+		svc.Batch,
+		connect.WithSchema(dispatchServiceMethods.ByName("Batch")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/frontdesk.v1.DispatchService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DispatchServiceConsultProcedure:
@@ -259,6 +295,8 @@ func NewDispatchServiceHandler(svc DispatchServiceHandler, opts ...connect.Handl
 			dispatchServiceGetSessionHandler.ServeHTTP(w, r)
 		case DispatchServiceGetPositionProcedure:
 			dispatchServiceGetPositionHandler.ServeHTTP(w, r)
+		case DispatchServiceBatchProcedure:
+			dispatchServiceBatchHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -294,4 +332,8 @@ func (UnimplementedDispatchServiceHandler) GetSession(context.Context, *connect.
 
 func (UnimplementedDispatchServiceHandler) GetPosition(context.Context, *connect.Request[v1.GetPositionRequest]) (*connect.Response[v1.GetPositionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("frontdesk.v1.DispatchService.GetPosition is not implemented"))
+}
+
+func (UnimplementedDispatchServiceHandler) Batch(context.Context, *connect.Request[v1.BatchRequest]) (*connect.Response[v1.BatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("frontdesk.v1.DispatchService.Batch is not implemented"))
 }
