@@ -37,6 +37,10 @@ type Config struct {
 	SnapshotThreshold uint64        // --snapshot-threshold: log entries between snapshots
 	SnapshotInterval  time.Duration // --snapshot-interval: how often the threshold is checked
 	TrailingLogs      uint64        // --trailing-logs: entries a snapshot leaves in the log
+	// SharedLog keeps every shard's Raft log in one file with cross-shard
+	// group commit (shard.HostConfig.SharedLog). A data dir keeps the kind
+	// of store it was first written with.
+	SharedLog bool // --shared-log
 
 	// Security (SECURITY.md).
 	AuthSecretFile   string  // --auth-secret-file: HMAC secret for API tokens (≥ 32 bytes)
@@ -100,6 +104,7 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", 0, "log entries since the last snapshot that make a shard take one (0: raft's default, 8192)")
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 0, "how often each shard checks --snapshot-threshold (0: raft's default, 120s)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", 0, "log entries a snapshot leaves behind for followers to catch up from (0: raft's default, 10240)")
+	fs.BoolVar(&c.SharedLog, "shared-log", false, "keep every shard's Raft log in one file, DATA_DIR/raft-shared.db, whose commits and fsyncs concurrent shards share (a data dir keeps the kind it was first written with)")
 	// Environment first, so that flags given on the command line win.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {

@@ -15,7 +15,7 @@ func TestParseFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.APIAddr != ":7420" || c.RaftAddr != ":7421" || c.GossipAddr != ":7422" || c.Shards != 16 || c.TickInterval != time.Second ||
-			c.Replication != 3 || c.DeadAfter != 30*time.Second {
+			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.SharedLog {
 			t.Fatalf("unexpected defaults: %+v", c)
 		}
 	})
@@ -23,13 +23,13 @@ func TestParseFlags(t *testing.T) {
 		c, err := ParseFlags("x", []string{"--shards", "8"}, env(map[string]string{
 			"FRONTDESK_ID": "envid", "FRONTDESK_DATA_DIR": "/e", "FRONTDESK_SHARDS": "4",
 			"FRONTDESK_JOIN": "h1:7422, h2:7422", "FRONTDESK_BOOTSTRAP_EXPECT": "3",
-			"FRONTDESK_DEAD_AFTER": "3s", "FRONTDESK_REPLICATION": "5",
+			"FRONTDESK_DEAD_AFTER": "3s", "FRONTDESK_REPLICATION": "5", "FRONTDESK_SHARED_LOG": "true",
 		}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c.ID != "envid" || c.DataDir != "/e" || c.Shards != 8 || c.BootstrapExpect != 3 ||
-			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 {
+			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 || !c.SharedLog {
 			t.Fatalf("got %+v", c)
 		}
 	})

@@ -3,12 +3,14 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"net/http"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
 )
@@ -56,6 +58,21 @@ func TestReplicaDigest(t *testing.T) {
 	if c := get(); c.AppliedIndex <= b.AppliedIndex || bytes.Equal(c.Sha256, b.Sha256) {
 		t.Fatalf("after a write: index %d → %d, digest changed %v; want a later index and a new digest",
 			b.AppliedIndex, c.AppliedIndex, !bytes.Equal(c.Sha256, b.Sha256))
+	}
+	// include_state returns the bytes the digest is of; without it, none.
+	if c := get(); len(c.State) != 0 {
+		t.Fatalf("GetDigest without include_state returned %d bytes of state", len(c.State))
+	}
+	full, err := rc.GetDigest(ctx, connect.NewRequest(&pb.GetDigestRequest{Shard: shard, IncludeState: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(full.Msg.State); !bytes.Equal(sum[:], full.Msg.Sha256) || uint64(len(full.Msg.State)) != full.Msg.SizeBytes {
+		t.Fatalf("include_state: %d bytes whose SHA-256 is %x; the digest says %d bytes, %x",
+			len(full.Msg.State), sum, full.Msg.SizeBytes, full.Msg.Sha256)
+	}
+	if recs := fsm.SnapshotRecords(full.Msg.State); len(recs) < 2 || recs[0].GetHeader().GetLastIndex() != full.Msg.AppliedIndex {
+		t.Fatalf("include_state: %d records, header %v; want the state at index %d", len(recs), recs[0], full.Msg.AppliedIndex)
 	}
 	if _, err := rc.GetDigest(ctx, connect.NewRequest(&pb.GetDigestRequest{Shard: 99})); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("GetDigest of shard 99: %v, want INVALID_ARGUMENT", err)

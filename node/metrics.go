@@ -90,15 +90,32 @@ var (
 	descApplied   = prometheus.NewDesc("frontdesk_shard_applied_index", "Raft applied index.", []string{"shard"}, nil)
 	descSessions  = prometheus.NewDesc("frontdesk_sessions", "Active sessions by state.", []string{"shard", "state"}, nil)
 	descQueue     = prometheus.NewDesc("frontdesk_queue_length", "Buyers waiting in queues.", []string{"shard"}, nil)
+	descEntries   = prometheus.NewDesc("frontdesk_shard_proposed_entries_total",
+		"Raft entries this replica proposed while it led (each a batch of commands), since it opened.", []string{"shard"}, nil)
+	descCommands = prometheus.NewDesc("frontdesk_shard_proposed_commands_total",
+		"Commands in the entries this replica proposed while it led, since it opened; commands/entries is the mean batch.", []string{"shard"}, nil)
+	// With --shared-log: the node-wide log store's group commits.
+	descLogCommits = prometheus.NewDesc("frontdesk_sharedlog_commits_total", "Transactions (each one fsync) the shared log store committed.", nil, nil)
+	descLogWrites  = prometheus.NewDesc("frontdesk_sharedlog_writes_total", "Writes (appends, stable-store sets, delete chunks) the shared log store's commits carried.", nil, nil)
+	descLogEntries = prometheus.NewDesc("frontdesk_sharedlog_entries_total", "Raft log entries the shared log store's commits carried.", nil, nil)
+	descLogShards  = prometheus.NewDesc("frontdesk_sharedlog_commit_shards_total", "Sum over commits of the distinct shards each wrote; divided by commits, shards per commit.", nil, nil)
+	descLogFails   = prometheus.NewDesc("frontdesk_sharedlog_failed_commits_total", "Commits of the shared log store that failed (after a failed fsync every write fails).", nil, nil)
 )
 
 func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue} {
+	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue, descEntries, descCommands,
+		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails} {
 		ch <- d
 	}
 }
 
 func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
+	if st, ok := c.n.host.SharedLogStats(); ok {
+		for d, v := range map[*prometheus.Desc]uint64{descLogCommits: st.Commits, descLogWrites: st.Writes,
+			descLogEntries: st.Entries, descLogShards: st.Shards, descLogFails: st.Failures} {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+		}
+	}
 	for _, g := range c.n.host.Groups() {
 		s := shardLabel(g.Shard())
 		info := g.Info()
@@ -117,5 +134,8 @@ func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(queued), s, "QUEUED")
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(assigned), s, "ASSIGNED")
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(queued), s)
+		bs := g.BatchStats()
+		ch <- prometheus.MustNewConstMetric(descEntries, prometheus.CounterValue, float64(bs.Entries), s)
+		ch <- prometheus.MustNewConstMetric(descCommands, prometheus.CounterValue, float64(bs.Commands), s)
 	}
 }

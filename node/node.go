@@ -131,7 +131,8 @@ func (n *Node) start() error {
 		return err
 	}
 	hc := shard.HostConfig{NodeID: n.cfg.ID, DataDir: n.dataDir, Mux: n.mux, Logger: n.log, TickInterval: n.cfg.TickInterval,
-		SnapshotThreshold: n.cfg.SnapshotThreshold, SnapshotInterval: n.cfg.SnapshotInterval, TrailingLogs: n.cfg.TrailingLogs}
+		SnapshotThreshold: n.cfg.SnapshotThreshold, SnapshotInterval: n.cfg.SnapshotInterval, TrailingLogs: n.cfg.TrailingLogs,
+		SharedLog: n.cfg.SharedLog}
 	if n.cfg.FastRaft {
 		hc.Raft = shard.FastTiming()
 	}
@@ -253,7 +254,7 @@ func (n *Node) form() {
 // opens every replica found on disk (after a restart this node may still be
 // a voter of those shards). When voters is set the cluster is new: this
 // node opens the shards the placement over voters gives it and bootstraps
-// those it ranks first for. Replicas are then opened and dropped by the
+// each of them with the same configuration as its other voters do. Replicas are then opened and dropped by the
 // placement loop (hosting.go).
 func (n *Node) joinCluster(st clusterState, voters []member) {
 	if st.Replication <= 0 {
@@ -291,9 +292,11 @@ func (n *Node) joinCluster(st clusterState, voters []member) {
 				n.log.Error("open shard", "shard", s, "err", err)
 				return
 			}
-			if p[s][0] != n.cfg.ID {
-				continue
-			}
+			// Every voter of a new shard bootstraps it with the same
+			// configuration (raft's advice): a replica that starts empty
+			// without bootstrapping refuses votes until a leader has
+			// caught it up (shard/voteguard.go), so one bootstrapper alone
+			// could never be elected.
 			has, err := n.host.HasState(s)
 			if err != nil {
 				n.log.Error("shard state", "shard", s, "err", err)

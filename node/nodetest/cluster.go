@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,7 @@ type Cluster struct {
 	t    testing.TB
 	opts Options
 	log  *slog.Logger
+	root string // holds every member's data dir
 
 	mu      sync.Mutex
 	members []*Member
@@ -84,7 +86,10 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	if opts.Verbose {
 		level = slog.LevelInfo
 	}
-	c := &Cluster{t: t, opts: opts, log: testLogger(t, level)}
+	// The temp dir comes before stopAll: cleanups run last-registered-first,
+	// so the nodes stop before the testing package removes their data (a
+	// snapshot still being written would otherwise make that removal fail).
+	c := &Cluster{t: t, opts: opts, log: testLogger(t, level), root: t.TempDir()}
 	t.Cleanup(c.stopAll)
 	var gossip []string
 	for i := range n {
@@ -105,7 +110,11 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 
 // newMember picks free loopback ports for a new node.
 func (c *Cluster) newMember(i int) *Member {
-	m := &Member{ID: fmt.Sprintf("node%d", i), DataDir: c.t.TempDir()}
+	dir, err := os.MkdirTemp(c.root, fmt.Sprintf("node%d-", i))
+	if err != nil {
+		c.t.Fatalf("data dir for node%d: %v", i, err)
+	}
+	m := &Member{ID: fmt.Sprintf("node%d", i), DataDir: dir}
 	m.cfg = node.Config{
 		ID: m.ID, DataDir: m.DataDir,
 		APIAddr: freeAddr(c.t), RaftAddr: freeAddr(c.t), GossipAddr: freeAddr(c.t),
