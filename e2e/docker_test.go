@@ -1,120 +1,20 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/frontdeskhq/frontdesk/client"
+	"github.com/frontdeskhq/frontdesk/e2e/cluster"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/node/nodetest"
 )
-
-// compose runs the repository's docker-compose.yml under one project name
-// with whichever Compose is installed: the docker compose plugin or the
-// standalone docker-compose.
-type compose struct {
-	t       *testing.T
-	argv    []string // "docker compose" or "docker-compose"
-	file    string
-	project string
-	env     []string
-}
-
-// findCompose returns the Compose command line, or why there is none.
-func findCompose() ([]string, error) {
-	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("docker is not usable: %v: %s", err, bytes.TrimSpace(out))
-	}
-	if exec.Command("docker", "compose", "version").Run() == nil {
-		return []string{"docker", "compose"}, nil
-	}
-	if exec.Command("docker-compose", "version").Run() == nil {
-		return []string{"docker-compose"}, nil
-	}
-	return nil, fmt.Errorf("neither the docker compose plugin nor docker-compose is installed")
-}
-
-// run runs a compose subcommand and fails the test if it fails.
-func (c *compose) run(ctx context.Context, args ...string) string {
-	c.t.Helper()
-	out, err := c.try(ctx, args...)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v\n%s", strings.Join(c.argv, " "), strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-func (c *compose) try(ctx context.Context, args ...string) (string, error) {
-	full := append(append([]string{}, c.argv[1:]...), "-f", c.file, "-p", c.project)
-	cmd := exec.CommandContext(ctx, c.argv[0], append(full, args...)...)
-	cmd.Env = append(os.Environ(), c.env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// dockerImage builds the image of the repository's Dockerfile from a
-// temporary context holding static builds of frontdeskd and fdctl (the
-// working tree stays untouched) and returns its tag; the image is removed
-// when the test ends.
-func dockerImage(t *testing.T, ctx context.Context, tag string) {
-	t.Helper()
-	dir := t.TempDir()
-	for _, cmd := range []string{"frontdeskd", "fdctl"} {
-		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "dist", cmd), "github.com/frontdeskhq/frontdesk/cmd/"+cmd)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
-		}
-	}
-	df, err := os.ReadFile(filepath.Join(repoRoot(t), "Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
-		t.Fatalf("docker build: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", tag).Run() })
-}
-
-func repoRoot(t *testing.T) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot find the repository")
-	}
-	return filepath.Dir(filepath.Dir(file))
-}
-
-func randomSuffix() string {
-	var b [4]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func freeHostPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestDockerCompose runs the repository's docker-compose.yml: it builds the
 // image, brings the three nodes up under a project of its own, waits until
@@ -127,44 +27,37 @@ func TestDockerCompose(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds an image and runs containers")
 	}
-	argv, err := findCompose()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and Docker cannot run the compose test: %v", err)
-		}
-		t.Skipf("skipping the docker compose test: %v", err)
-	}
+	argv := cluster.RequireCompose(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	suffix := randomSuffix()
-	image := "frontdesk-e2e:" + suffix
+	project, image := cluster.Names(ctx)
 	start := time.Now()
-	dockerImage(t, ctx, image)
+	cluster.BuildImage(t, ctx, image)
 	t.Logf("image %s built in %v", image, time.Since(start).Round(time.Millisecond))
 
 	ports := map[string]int{}
-	c := &compose{t: t, argv: argv, file: filepath.Join(repoRoot(t), "docker-compose.yml"), project: "fde2e" + suffix,
-		env: []string{"FRONTDESK_IMAGE=" + image, "FRONTDESK_DEAD_AFTER=3s"}}
+	c := &cluster.Compose{Argv: argv, Files: []string{filepath.Join(cluster.RepoRoot(t), "docker-compose.yml")}, Project: project,
+		Env: []string{"FRONTDESK_IMAGE=" + image, "FRONTDESK_DEAD_AFTER=3s"}}
 	for _, n := range []string{"node1", "node2", "node3", "node4"} {
-		ports[n] = freeHostPort(t)
-		c.env = append(c.env, fmt.Sprintf("FRONTDESK_%s_PORT=%d", strings.ToUpper(n), ports[n]))
+		ports[n] = cluster.FreePort(t)
+		c.Env = append(c.Env, fmt.Sprintf("FRONTDESK_%s_PORT=%d", strings.ToUpper(n), ports[n]))
 	}
 	addr := func(n string) string { return "127.0.0.1:" + strconv.Itoa(ports[n]) }
 	t.Cleanup(func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer dcancel()
 		if t.Failed() {
-			out, _ := c.try(dctx, "--profile", "grow", "logs", "--tail", "40")
+			out, _ := c.Try(dctx, "--profile", "grow", "logs", "--tail", "40")
 			t.Logf("compose logs:\n%s", out)
 		}
-		if out, err := c.try(dctx, "--profile", "grow", "down", "-v", "--remove-orphans", "-t", "2"); err != nil {
-			t.Errorf("compose down: %v\n%s", err, out)
+		if err := c.Down(dctx); err != nil {
+			t.Error(err)
 		}
 	})
-	t.Logf("using %s, project %s", strings.Join(argv, " "), c.project)
+	t.Logf("using %s, project %s", strings.Join(argv, " "), c.Project)
 
 	start = time.Now()
-	c.run(ctx, "up", "-d", "--no-build")
+	c.Run(t, ctx, "up", "-d", "--no-build")
 	for _, n := range []string{"node1", "node2", "node3"} {
 		waitReadyz(t, ctx, addr(n), 2*time.Minute)
 	}
@@ -194,7 +87,7 @@ func TestDockerCompose(t *testing.T) {
 
 	// node4 joins by gossip and receives replicas.
 	start = time.Now()
-	c.run(ctx, "--profile", "grow", "up", "-d", "--no-build", "node4")
+	c.Run(t, ctx, "--profile", "grow", "up", "-d", "--no-build", "node4")
 	waitReadyz(t, ctx, addr("node4"), 2*time.Minute)
 	all := []string{addr("node1"), addr("node2"), addr("node3"), addr("node4")}
 	l := waitPlacedAt(t, ctx, all, []string{"node1", "node2", "node3", "node4"}, 2*time.Minute)
@@ -213,7 +106,7 @@ func TestDockerCompose(t *testing.T) {
 
 	// A container dies and stays dead: its replicas move to the others.
 	killed := time.Now()
-	c.run(ctx, "kill", "node2")
+	c.Run(t, ctx, "kill", "node2")
 	live := []string{addr("node1"), addr("node3"), addr("node4")}
 	waitPlacedAt(t, ctx, live, []string{"node1", "node3", "node4"}, 2*time.Minute)
 	t.Logf("node2 killed: every shard back to 3 live voters after %v", time.Since(killed).Round(time.Millisecond))

@@ -11,11 +11,13 @@
 //	e2e/validate   the checks after a run
 //	e2e/report     the results folder written when a run fails
 //
-// The short suite runs in CI (about three minutes); -soak (or
-// FRONTDESK_SOAK=1) runs at least 100 leader kills and every other fault
-// twice, about half an hour:
+// The short suite runs in CI on both drivers, local processes and docker
+// compose (one to two minutes each); -soak (or FRONTDESK_SOAK=1) runs at
+// least 100 leader kills and every other fault twice, about half an hour
+// per driver:
 //
-//	go test -run TestChaos -soak -timeout 2h ./e2e/chaos
+//	go test -run TestChaos/local -soak -timeout 2h ./e2e/chaos
+//	go test -run TestChaos/compose -soak -timeout 2h ./e2e/chaos
 package chaos
 
 import (
@@ -23,7 +25,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,7 +72,9 @@ var (
 	wipeNode        = failpoint.WipeNode{}
 )
 
-// shortPlan: 10 leader kills, one of each other fault, about 3 minutes.
+// shortPlan: 10 leader kills, one of each other fault, one to two minutes
+// per driver. Its budget keeps both drivers' runs inside go test's default
+// 10-minute timeout.
 func shortPlan() plan {
 	k := killLeader
 	return plan{
@@ -75,7 +83,7 @@ func shortPlan() plan {
 			k, k, pauseLeader, k, k, partitionLeader, k, k, killFollower, k, restartAll, k, k, wipeNode, k,
 		},
 		quiet:  time.Second,
-		budget: 8 * time.Minute,
+		budget: 4 * time.Minute,
 		check:  2 * time.Minute,
 	}
 }
@@ -96,18 +104,67 @@ func soakPlan() plan {
 
 func soakMode() bool { return *soak || os.Getenv("FRONTDESK_SOAK") == "1" }
 
-// TestChaos runs the plan on three local frontdeskd processes (each in its
-// own network namespace when this machine allows, so that partitions are
-// real; FRONTDESK_E2E_NETNS=0 keeps them on 127.0.0.1 without partitions)
-// under recorded traffic, then checks: invariants of the final
-// state of every shard, every acknowledged result reflected in it,
-// linearizability per merchant, identical replicas at the same index, and
-// reports the failover windows. On failure (or with FRONTDESK_E2E_RESULTS
-// set) it writes a results folder and logs its path.
+// nodeFlags are the frontdeskd flags of every node of both drivers: small
+// snapshot thresholds, so that a wiped node catches up from snapshots and
+// every restart restores one.
+var nodeFlags = map[string]string{"shards": strconv.Itoa(shards),
+	"snapshot-threshold": "1024", "snapshot-interval": "5s", "trailing-logs": "256"}
+
+// TestChaos runs the same plan on three nodes of each driver, under
+// recorded traffic, then checks: invariants of the final state of every
+// shard, every acknowledged result reflected in it, linearizability per
+// merchant, identical replicas at the same index, and reports the failover
+// windows. On failure (or with FRONTDESK_E2E_RESULTS set) it writes a
+// results folder and logs its path.
+//
+//   - local: frontdeskd processes on this machine, each in its own network
+//     namespace when this machine allows, so that partitions are real
+//     (FRONTDESK_E2E_NETNS=0 keeps them on 127.0.0.1 without partitions).
+//   - compose: node1..node3 of docker-compose.yml (cluster.ComposeDriver);
+//     skipped when Docker or Compose is missing, except under CI=true,
+//     where that fails.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills, pauses and partitions frontdeskd processes")
 	}
+	t.Run("local", func(t *testing.T) {
+		netnsErr := cluster.NetnsAvailable()
+		if os.Getenv("FRONTDESK_E2E_NETNS") == "0" {
+			netnsErr = errors.New("FRONTDESK_E2E_NETNS=0")
+		}
+		if netnsErr != nil {
+			t.Logf("no network namespaces here (%v): nodes share 127.0.0.1 and partitions are skipped", netnsErr)
+		}
+		var args []string
+		for f, v := range nodeFlags {
+			if f != "shards" {
+				args = append(args, "--"+f, v)
+			}
+		}
+		d := cluster.StartLocalDriver(t, 3, cluster.Options{Shards: shards, Args: args}, netnsErr == nil)
+		runChaos(t, d, netnsErr, clientBatch(0))
+	})
+	t.Run("compose", func(t *testing.T) {
+		d := cluster.StartCompose(t, cluster.ComposeOptions{Flags: nodeFlags})
+		runChaos(t, d, nil, clientBatch(256))
+	})
+}
+
+// clientBatch is the traffic's client batching (client.WithBatching; 0:
+// every call its own RPC): def, unless FRONTDESK_E2E_BATCH says otherwise.
+// The local run sends unary calls and the compose run batches them, so
+// both ways a client can call are checked under faults.
+func clientBatch(def int) int {
+	if n, err := strconv.Atoi(os.Getenv("FRONTDESK_E2E_BATCH")); err == nil && n >= 0 {
+		return n
+	}
+	return def
+}
+
+// runChaos runs the plan on d and checks the outcome; noPartition, when
+// not nil, says why the driver cannot partition (those faults are skipped);
+// batch is the client batching of the traffic (0: none).
+func runChaos(t *testing.T, d cluster.Driver, noPartition error, batch int) {
 	p := shortPlan()
 	if soakMode() {
 		p = soakPlan()
@@ -116,23 +173,15 @@ func TestChaos(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.budget)
 	defer cancel()
 
-	netnsErr := cluster.NetnsAvailable()
-	if os.Getenv("FRONTDESK_E2E_NETNS") == "0" {
-		netnsErr = errors.New("FRONTDESK_E2E_NETNS=0")
-	}
-	if netnsErr != nil {
-		t.Logf("no network namespaces here (%v): nodes share 127.0.0.1 and partitions are skipped", netnsErr)
-	}
-	// Small snapshot thresholds: a wiped node catches up from snapshots,
-	// and every restart restores one.
-	d := cluster.StartLocalDriver(t, 3, cluster.Options{Shards: shards, Args: []string{
-		"--snapshot-threshold", "1024", "--snapshot-interval", "5s", "--trailing-logs", "256"}}, netnsErr == nil)
 	env := &failpoint.Env{D: d, Shards: shards, Logf: t.Logf}
 	if err := env.AwaitHealthy(ctx, 90*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := client.New(ctx, d.APIAddrs(), client.WithRetry(10*time.Millisecond, 200*time.Millisecond),
-		client.WithCallTimeout(time.Second))
+	opts := []client.Option{client.WithRetry(10*time.Millisecond, 200*time.Millisecond), client.WithCallTimeout(time.Second)}
+	if batch > 0 {
+		opts = append(opts, client.WithBatching(batch))
+	}
+	cl, err := client.New(ctx, d.APIAddrs(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,11 +194,14 @@ func TestChaos(t *testing.T) {
 	h := model.NewHistory()
 	tr := traffic.Start(cl, ms, h, p.traffic)
 	run := &report.Run{Name: p.name, Driver: d.Name()}
+	if batch > 0 {
+		run.Driver += fmt.Sprintf(", client batching %d", batch)
+	}
 	sleep(ctx, p.quiet)
 	var faults []validate.Fault
 	for i, fp := range p.faults {
-		if _, ok := fp.(failpoint.PartitionLeader); ok && netnsErr != nil {
-			run.Skipped = append(run.Skipped, fmt.Sprintf("%s: %v", fp.Name(), netnsErr))
+		if _, ok := fp.(failpoint.PartitionLeader); ok && noPartition != nil {
+			run.Skipped = append(run.Skipped, fmt.Sprintf("%s: %v", fp.Name(), noPartition))
 			continue
 		}
 		shard := target(cl, ms, i)
@@ -166,6 +218,16 @@ func TestChaos(t *testing.T) {
 			t.Errorf("fault %d: the wiped node caught up without any snapshot; the snapshot path went untested", i+1)
 		}
 		sleep(ctx, p.quiet)
+	}
+
+	// The nodes' own count of Batch RPCs (since each last started): proof
+	// that a batching run's traffic really went in batches.
+	if batch > 0 {
+		n := batchRPCs(ctx, d.APIAddrs())
+		t.Logf("Batch RPCs served since the nodes last started: %.0f", n)
+		if n == 0 {
+			t.Errorf("client batching %d, but the nodes served no Batch RPC", batch)
+		}
 	}
 
 	// Stop the traffic; writes left without an answer are asked again.
@@ -195,7 +257,7 @@ func TestChaos(t *testing.T) {
 		t.Errorf("%d violations (see above)", len(run.Violations))
 	}
 	if t.Failed() || os.Getenv("FRONTDESK_E2E_RESULTS") != "" {
-		dir, err := report.Dir(p.name)
+		dir, err := report.Dir(p.name + "-" + d.Name())
 		if err == nil {
 			err = report.Write(dir, run, h, ms, d)
 		}
@@ -220,4 +282,32 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// batchRPCs sums frontdesk_rpc_requests_total of the Batch procedure over
+// the nodes' /metrics (nodes that do not answer count 0).
+func batchRPCs(ctx context.Context, addrs []string) float64 {
+	const prefix = `frontdesk_rpc_requests_total{code="ok",procedure="/frontdesk.v1.DispatchService/Batch"} `
+	hc := &http.Client{Timeout: 3 * time.Second}
+	var total float64
+	for _, a := range addrs {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a+"/metrics", nil)
+		if err != nil {
+			continue
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, prefix); ok {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					total += f
+				}
+			}
+		}
+	}
+	return total
 }

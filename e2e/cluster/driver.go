@@ -15,11 +15,9 @@ import (
 // across restarts. Methods are called from the test's goroutine, one at a
 // time; APIAddrs and Running may be called from any goroutine.
 //
-// LocalDriver (processes on this machine) implements it.
-// TODO(issue 5): a docker compose driver over the repository's
-// docker-compose.yml — Kill: docker kill, Pause: docker pause, Partition:
-// docker network disconnect, Wipe: remove the node's volume — once that
-// file exists, so the same scenarios run on both.
+// LocalDriver (processes on this machine) and ComposeDriver (the
+// containers of the repository's docker-compose.yml) implement it; the
+// chaos suite runs the same plan on both.
 type Driver interface {
 	// Name says which driver this is, for reports.
 	Name() string
@@ -142,11 +140,16 @@ func (d *LocalDriver) Wipe(i int) error {
 func (d *LocalDriver) Log(i int) ([]byte, error) { return os.ReadFile(d.L.Nodes[i].LogPath) }
 
 // WaitReady polls /readyz of every running node until each answers 200.
-func (d *LocalDriver) WaitReady(ctx context.Context) error {
+func (d *LocalDriver) WaitReady(ctx context.Context) error { return waitReady(ctx, d) }
+
+// waitReady polls /readyz of every running node of d until each answers
+// 200.
+func waitReady(ctx context.Context, d Driver) error {
 	hc := &http.Client{Timeout: time.Second}
-	for i, nd := range d.L.Nodes {
-		for d.L.Running(i) {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nd.APIAddr+"/readyz", nil)
+	addrs := d.APIAddrs()
+	for i, a := range addrs {
+		for d.Running(i) {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a+"/readyz", nil)
 			resp, err := hc.Do(req)
 			if err == nil {
 				resp.Body.Close()
@@ -157,7 +160,7 @@ func (d *LocalDriver) WaitReady(ctx context.Context) error {
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("%s not ready: %w (last: %v)", nd.ID, ctx.Err(), err)
+				return fmt.Errorf("%s not ready: %w (last: %v)", d.NodeID(i), ctx.Err(), err)
 			case <-time.After(100 * time.Millisecond):
 			}
 		}

@@ -140,17 +140,28 @@ func (e *Env) Healthy(ctx context.Context) error {
 			}
 		}
 	}
-	for i, v := range e.views(ctx) {
-		if v == nil {
-			return fmt.Errorf("%s does not answer", e.D.NodeID(i))
-		}
-		for s, si := range v.ShardInfos {
-			if si.LocalState != "" && si.AppliedIndex < target[s] { // a node may hold no replica of s
-				return fmt.Errorf("shard %d: %s has applied %d of %d", s, e.D.NodeID(i), si.AppliedIndex, target[s])
+	// Followers learn that an entry is committed from the leader's next
+	// append, so under traffic they trail its commit index by an entry or
+	// two at any instant: give them a moment to reach the target.
+	caughtUp := func() error {
+		for i, v := range e.views(ctx) {
+			if v == nil {
+				return fmt.Errorf("%s does not answer", e.D.NodeID(i))
+			}
+			for s, si := range v.ShardInfos {
+				if si.LocalState != "" && si.AppliedIndex < target[s] { // a node may hold no replica of s
+					return fmt.Errorf("shard %d: %s has applied %d of %d", s, e.D.NodeID(i), si.AppliedIndex, target[s])
+				}
 			}
 		}
+		return nil
 	}
-	return nil
+	for deadline := time.Now().Add(time.Second); ; {
+		if err := caughtUp(); err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // AwaitHealthy polls Healthy until it passes or timeout ends; the error is

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,14 @@ func (r *Run) Summary() string {
 		}
 	}
 	fmt.Fprintf(&b, "  replicas identical at the same index: %d of %d shards\n", agree, len(r.Replicas))
+	for _, d := range r.Replicas {
+		for _, k := range sortedKeys(d.Diffs) {
+			fmt.Fprintf(&b, "    shard %d, %s:\n", d.Shard, k)
+			for _, line := range d.Diffs[k] {
+				fmt.Fprintf(&b, "      %s\n", strings.ReplaceAll(line, "\n", "\n      "))
+			}
+		}
+	}
 	fmt.Fprintf(&b, "  failover (fault → first write answered on its shard):\n")
 	fmt.Fprintf(&b, "    leader kills: %v\n", validate.Summarize(r.Windows, "kill-leader"))
 	for _, k := range []string{"pause-leader", "partition-leader", "restart-all", "wipe-node", "kill-follower"} {
@@ -111,7 +120,9 @@ func Dir(name string) (string, error) {
 
 // Write puts the run into dir: summary.txt, run.json, history.json,
 // final.json, linearizability-<merchant>.html for each merchant whose
-// history is not linearizable, and <node>.log for each node.
+// history is not linearizable, shard<N>-<node>.snapshot with the state of
+// each replica of a shard whose replicas disagree, and <node>.log for each
+// node.
 func Write(dir string, r *Run, h *model.History, ms []*model.Merchant, d cluster.Driver) error {
 	var errs []string
 	try := func(err error) {
@@ -135,6 +146,12 @@ func Write(dir string, r *Run, h *model.History, ms []*model.Merchant, d cluster
 			try(porcupine.VisualizePath(mod, *l.Info, filepath.Join(dir, "linearizability-"+l.Merchant+".html")))
 		}
 	}
+	for _, sd := range r.Replicas {
+		for _, addr := range sortedKeys(sd.States) {
+			name := fmt.Sprintf("shard%d-%s.snapshot", sd.Shard, strings.NewReplacer(":", "_", "/", "_").Replace(addr))
+			try(os.WriteFile(filepath.Join(dir, name), sd.States[addr], 0o644))
+		}
+	}
 	if d != nil {
 		for i := 0; i < d.Size(); i++ {
 			b, err := d.Log(i)
@@ -154,4 +171,13 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

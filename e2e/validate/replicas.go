@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
 )
@@ -25,6 +26,11 @@ type ShardDigest struct {
 	Digests map[string]string `json:"digests"` // by node address: hex SHA-256 at Index
 	Lagging []string          `json:"lagging,omitempty"`
 	Agree   bool              `json:"agree"`
+	// When replicas disagree: the differences of each from the first at
+	// the same index (fsm.DiffSnapshots) and the snapshot bytes by node,
+	// which the report writes out.
+	Diffs  map[string][]string `json:"diffs,omitempty"`
+	States map[string][]byte   `json:"-"`
 }
 
 // Replicas asks every node in addrs for its replica's digest of each shard
@@ -44,12 +50,15 @@ func Replicas(ctx context.Context, addrs []string, shards uint32, tries int) ([]
 	for s := uint32(0); s < shards; s++ {
 		var best ShardDigest
 		for try := 0; try < tries; try++ {
-			got := ask(ctx, clients, addrs, s)
+			got := ask(ctx, clients, addrs, s, false)
 			best = compare(s, got)
 			if len(best.Lagging) == 0 || ctx.Err() != nil {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
+		}
+		if !best.Agree {
+			best.explain(ctx, clients, addrs, tries)
 		}
 		if !best.Agree {
 			bad = append(bad, Violation{Check: "replicas", Detail: fmt.Sprintf(
@@ -67,14 +76,14 @@ type digestReply struct {
 
 // ask queries every node at once, so that they answer at nearly the same
 // index.
-func ask(ctx context.Context, clients []frontdeskv1connect.ReplicaServiceClient, addrs []string, shard uint32) []digestReply {
+func ask(ctx context.Context, clients []frontdeskv1connect.ReplicaServiceClient, addrs []string, shard uint32, state bool) []digestReply {
 	replies := make([]digestReply, len(clients))
 	var wg sync.WaitGroup
 	for i, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := c.GetDigest(ctx, connect.NewRequest(&pb.GetDigestRequest{Shard: shard}))
+			resp, err := c.GetDigest(ctx, connect.NewRequest(&pb.GetDigestRequest{Shard: shard, IncludeState: state}))
 			if err == nil {
 				replies[i] = digestReply{addr: addrs[i], resp: resp.Msg}
 			}
@@ -112,4 +121,33 @@ func compare(shard uint32, replies []digestReply) ShardDigest {
 		}
 	}
 	return d
+}
+
+// explain asks the replicas again, with their state, until they report one
+// index (they keep applying ticks), and records how each differs from the
+// first. The digests it found stay the verdict; this is for the person
+// reading the report.
+func (d *ShardDigest) explain(ctx context.Context, clients []frontdeskv1connect.ReplicaServiceClient, addrs []string, tries int) {
+	for try := 0; try < tries && ctx.Err() == nil; try++ {
+		got := ask(ctx, clients, addrs, d.Shard, true)
+		again := compare(d.Shard, got)
+		if len(again.Lagging) > 0 || len(again.Nodes) < 2 {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		d.States = map[string][]byte{}
+		d.Diffs = map[string][]string{}
+		var first []byte
+		for _, r := range got {
+			d.States[r.addr] = r.resp.State
+			if first == nil {
+				first = r.resp.State
+				continue
+			}
+			if diff := fsm.DiffSnapshots(first, r.resp.State, 20); len(diff) > 0 {
+				d.Diffs[fmt.Sprintf("%s vs %s at index %d", again.Nodes[0], r.addr, again.Index)] = diff
+			}
+		}
+		return
+	}
 }
