@@ -26,18 +26,21 @@ type clusterTarget struct {
 	next   atomic.Uint64
 	addrs  []string
 	counts *retryCounter
+	batch  int // client.WithBatching's maxCalls; 0: off
 }
 
-// dialCluster connects n clients to any of addrs.
-func dialCluster(ctx context.Context, addrs []string, n int, callTimeout time.Duration) (*clusterTarget, error) {
-	t := &clusterTarget{addrs: addrs, counts: &retryCounter{}}
+// dialCluster connects n clients to any of addrs, with batching of up to
+// batch calls per RPC (0: off).
+func dialCluster(ctx context.Context, addrs []string, n, batch int, callTimeout time.Duration) (*clusterTarget, error) {
+	t := &clusterTarget{addrs: addrs, counts: &retryCounter{}, batch: batch}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for range max(n, 1) {
 		cl, err := client.New(cctx, addrs,
 			client.WithCallTimeout(callTimeout),
 			client.WithRetry(10*time.Millisecond, 100*time.Millisecond),
-			client.WithLogger(slog.New(t.counts)))
+			client.WithLogger(slog.New(t.counts)),
+			client.WithBatching(batch))
 		if err != nil {
 			t.close()
 			return nil, err

@@ -45,7 +45,7 @@ func openCluster(ctx context.Context, o *options, stderr io.Writer) (_ *clusterE
 		fmt.Fprintf(stderr, "fdbench: %d local nodes with %d shards ready in %v (data in %s)\n",
 			o.local, o.shards, time.Since(start).Round(time.Millisecond), e.local.dir)
 	}
-	if e.t, err = dialCluster(ctx, addrs, o.clients, time.Second); err != nil {
+	if e.t, err = dialCluster(ctx, addrs, o.clients, o.batch, time.Second); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -122,6 +122,7 @@ func measureCluster(ctx context.Context, o *options, e *clusterEnv, progress io.
 	m := runW1(ctx, e.t, ro)
 	r := newResult("w1", ro, int(e.t.cl.Shards()), m)
 	r.Clients = len(e.t.all)
+	r.Batch = e.t.batch
 	w.finish(&r, termsOf)
 	if c0, c1 := commits0.Load(), commits(); c0 > 0 && c1 > c0 {
 		r.RaftEntries = int64(c1 - c0)

@@ -25,6 +25,10 @@ type options struct {
 	frontdeskd string
 	keep       bool
 	clients    int
+	batch      int
+
+	sharedLog    bool // inproc
+	sharedLinger time.Duration
 
 	groups    int // ceiling
 	vsCeiling bool
@@ -55,6 +59,8 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.setupConc, "setup-c", 32, "concurrency of the setup of W1's 1,000 merchants")
 	if cmd == "inproc" {
 		fs.IntVar(&o.shards, "shards", 16, "shards (raft groups), each with 3 voters")
+		fs.BoolVar(&o.sharedLog, "shared-log", false, "each host keeps every shard's log in one shared store (shard.HostConfig.SharedLog) instead of a bolt file per replica")
+		fs.DurationVar(&o.sharedLinger, "shared-log-linger", 0, "with --shared-log: sharedlog.Options.MaxLinger (0 or negative: none, the default)")
 	}
 	if cmd != "ceiling" && cmd != "inproc" {
 		fs.Func("addr", "comma-separated API addresses of a running cluster (host:port)", func(s string) error {
@@ -70,6 +76,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		fs.StringVar(&o.frontdeskd, "frontdeskd", "", "with --local: the frontdeskd binary (default: go build it from this module)")
 		fs.BoolVar(&o.keep, "keep", false, "with --local: keep the nodes' data dirs and logs")
 		fs.IntVar(&o.clients, "clients", 1, "client.Client instances (each with its own connection per node), used in turn")
+		fs.IntVar(&o.batch, "batch", 0, "client batching (client.WithBatching): up to this many concurrent calls to a node per Batch RPC; 0 = off")
 	}
 	if cmd == "ceiling" {
 		fs.IntVar(&o.groups, "groups", 1, "ceiling: raft groups (merchants spread over them like over shards)")
@@ -93,6 +100,8 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	switch {
 	case o.conc < 1:
 		return nil, errors.New("-c must be at least 1")
+	case o.batch < 0:
+		return nil, errors.New("--batch must not be negative")
 	case o.clients < 0:
 		return nil, errors.New("--clients must not be negative")
 	case o.duration <= 0:

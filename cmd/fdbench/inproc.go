@@ -17,6 +17,7 @@ import (
 	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/shard"
+	"github.com/frontdeskhq/frontdesk/shard/sharedlog"
 	"github.com/frontdeskhq/frontdesk/shard/transport"
 )
 
@@ -34,7 +35,7 @@ type inproc struct {
 	retried atomic.Int64
 }
 
-func startInproc(ctx context.Context, nodes, shards int) (_ *inproc, err error) {
+func startInproc(ctx context.Context, nodes, shards int, sharedLog bool, linger time.Duration) (_ *inproc, err error) {
 	dir, err := os.MkdirTemp("", "fdbench-inproc-")
 	if err != nil {
 		return nil, err
@@ -59,7 +60,8 @@ func startInproc(ctx context.Context, nodes, shards int) (_ *inproc, err error) 
 		}
 		p.muxes = append(p.muxes, mux)
 		id := fmt.Sprintf("node%d", n)
-		h, err := shard.NewHost(shard.HostConfig{NodeID: id, DataDir: filepath.Join(dir, id), Mux: mux, Logger: logger})
+		h, err := shard.NewHost(shard.HostConfig{NodeID: id, DataDir: filepath.Join(dir, id), Mux: mux, Logger: logger,
+			SharedLog: sharedLog, SharedLogOptions: sharedlog.Options{MaxLinger: linger}})
 		if err != nil {
 			return nil, err
 		}
@@ -71,10 +73,15 @@ func startInproc(ctx context.Context, nodes, shards int) (_ *inproc, err error) 
 		}
 		voters = append(voters, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(mux.Addr().String())})
 	}
+	// Every first voter bootstraps with the same configuration, as a
+	// forming cluster does: a replica that starts without state and does
+	// not bootstrap refuses votes until a leader has caught it up.
 	for s := range shards {
-		g, _ := p.hosts[0].Group(uint32(s))
-		if err := g.Bootstrap(voters); err != nil {
-			return nil, err
+		for _, h := range p.hosts {
+			g, _ := h.Group(uint32(s))
+			if err := g.Bootstrap(voters); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for s := range shards {
@@ -191,7 +198,7 @@ func (p *inproc) shardOf(merchant string) uint32 {
 
 func runInprocCmd(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	start := time.Now()
-	p, err := startInproc(ctx, 3, o.shards)
+	p, err := startInproc(ctx, 3, o.shards, o.sharedLog, o.sharedLinger)
 	if err != nil {
 		return err
 	}
@@ -203,15 +210,29 @@ func runInprocCmd(ctx context.Context, o *options, stdout, stderr io.Writer) err
 		o.shards, time.Since(start).Round(time.Millisecond))
 	w := newWindow([]string{"fdbench (3 shard hosts in-process)"}, []int{os.Getpid()}, p.terms)
 	var entries0 atomic.Uint64
+	logs0 := make([]sharedlog.Stats, len(p.hosts))
 	ro := runOpts{conc: o.conc, warmup: o.warmup, duration: o.duration, surge: o.surge,
 		opTimeout: o.opTimeout, progress: stderr, label: "inproc ",
-		onStart: func() { entries0.Store(p.lastIndexes()); w.begin() }}
+		onStart: func() {
+			entries0.Store(p.lastIndexes())
+			for i, h := range p.hosts {
+				logs0[i], _ = h.SharedLogStats()
+			}
+			w.begin()
+		}}
 	m := runW1(ctx, p, ro)
 	r := newResult("inproc", ro, o.shards, m)
 	w.finish(&r, p.terms)
 	r.RaftEntries = int64(p.lastIndexes() - entries0.Load())
 	if r.RaftEntries > 0 {
 		r.OpsPerEntry = float64(r.Ops) / float64(r.RaftEntries)
+	}
+	for i, h := range p.hosts {
+		if st, ok := h.SharedLogStats(); ok && st.Commits > logs0[i].Commits {
+			commits := float64(st.Commits - logs0[i].Commits)
+			fmt.Fprintf(stderr, "fdbench: inproc: node%d shared log in the window: %.0f commits/s, %.2f shards and %.2f writes per commit\n", i,
+				commits/o.duration.Seconds(), float64(st.Shards-logs0[i].Shards)/commits, float64(st.Writes-logs0[i].Writes)/commits)
+		}
 	}
 	return output(o, stdout, r, r)
 }

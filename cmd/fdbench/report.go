@@ -14,7 +14,9 @@ type result struct {
 	Workload    string `json:"workload"` // W1 or W1-surge
 	Concurrency int    `json:"concurrency"`
 	// Clients is how many client.Client instances shared the load (w1).
-	Clients   int     `json:"clients,omitempty"`
+	Clients int `json:"clients,omitempty"`
+	// Batch is client.WithBatching's maxCalls (w1); 0 when batching is off.
+	Batch     int     `json:"batch,omitempty"`
 	DurationS float64 `json:"duration_s"`
 	WarmupS   float64 `json:"warmup_s"`
 	// Shards is the cluster's shard count (w1) or the number of raft
@@ -101,6 +103,7 @@ func printTable(w io.Writer, rs ...result) {
 	row("workload", func(r result) string { return r.Workload })
 	row("concurrency", func(r result) string { return fmt.Sprint(r.Concurrency) })
 	row("clients", func(r result) string { return fmt.Sprint(max(r.Clients, 1)) })
+	row("batch", func(r result) string { return fmt.Sprint(r.Batch) })
 	row("shards/groups", func(r result) string { return fmt.Sprint(r.Shards) })
 	row("duration s", func(r result) string { return fmt.Sprintf("%.1f", r.DurationS) })
 	row("ops", func(r result) string { return fmt.Sprint(r.Ops) })

@@ -43,16 +43,16 @@ func checkJSON(t *testing.T, out []byte, nodes int) map[string]any {
 	return r
 }
 
-// TestW1LocalSmoke runs `fdbench w1 --local 3 -d 3s -c 8 --json`: three
-// real frontdeskd processes built from this module, or the binary named by
-// $FDBENCH_FRONTDESKD.
+// TestW1LocalSmoke runs `fdbench w1 --local 3 -d 3s -c 8 --batch 32 --json`:
+// three real frontdeskd processes built from this module, or the binary
+// named by $FDBENCH_FRONTDESKD, called with client batching on.
 func TestW1LocalSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds frontdeskd and starts three processes")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	args := []string{"w1", "--local", "3", "-d", "3s", "-c", "8", "--json", "--warmup", "500ms", "--setup-c", "64"}
+	args := []string{"w1", "--local", "3", "-d", "3s", "-c", "8", "--json", "--warmup", "500ms", "--setup-c", "64", "--batch", "32"}
 	if bin := os.Getenv("FDBENCH_FRONTDESKD"); bin != "" {
 		args = append(args, "--frontdeskd", bin)
 	}
@@ -63,8 +63,8 @@ func TestW1LocalSmoke(t *testing.T) {
 		t.Fatalf("fdbench w1: %v", err)
 	}
 	r := checkJSON(t, out.Bytes(), 3)
-	if r["mode"] != "w1" || r["shards"] != 16.0 {
-		t.Errorf("mode %v, shards %v; want w1 and 16", r["mode"], r["shards"])
+	if r["mode"] != "w1" || r["shards"] != 16.0 || r["batch"] != 32.0 {
+		t.Errorf("mode %v, shards %v, batch %v; want w1, 16 and 32", r["mode"], r["shards"], r["batch"])
 	}
 	if r["errors"] != 0.0 {
 		t.Errorf("errors = %v (last: %v), want 0 on a healthy cluster", r["errors"], r["last_error"])
@@ -97,6 +97,7 @@ func TestFlagErrors(t *testing.T) {
 		{"w1"},                                // neither --addr nor --local
 		{"w1", "--local", "3", "--addr", "x"}, // both
 		{"w1", "--local", "3", "-c", "0"},
+		{"w1", "--local", "3", "--batch", "-1"},
 		{"failover", "--addr", "127.0.0.1:1"}, // failover must start its nodes
 		{"ceiling", "--groups", "0"},
 	} {
