@@ -41,6 +41,10 @@ type Config struct {
 	// group commit (shard.HostConfig.SharedLog). A data dir keeps the kind
 	// of store it was first written with.
 	SharedLog bool // --shared-log
+	// Raft timings (0: shard.LANTiming). The election timeout equals the
+	// heartbeat timeout and the leader lease is half of it.
+	RaftHeartbeatTimeout time.Duration // --raft-heartbeat-timeout
+	RaftCommitTimeout    time.Duration // --raft-commit-timeout
 
 	// Security (SECURITY.md).
 	AuthSecretFile   string  // --auth-secret-file: HMAC secret for API tokens (≥ 32 bytes)
@@ -105,6 +109,8 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 0, "how often each shard checks --snapshot-threshold (0: raft's default, 120s)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", 0, "log entries a snapshot leaves behind for followers to catch up from (0: raft's default, 10240)")
 	fs.BoolVar(&c.SharedLog, "shared-log", false, "keep every shard's Raft log in one file, DATA_DIR/raft-shared.db, whose commits and fsyncs concurrent shards share (a data dir keeps the kind it was first written with)")
+	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "a follower that hears nothing from its leader for between this and twice this starts an election; leaders heartbeat every tenth of it (0: 500ms). A leader whose process dies is replaced at once regardless (shard/DESIGN.md)")
+	fs.DurationVar(&c.RaftCommitTimeout, "raft-commit-timeout", 0, "how often an idle leader tells followers the commit index (0: 50ms)")
 	// Environment first, so that flags given on the command line win.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -193,6 +199,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Replication == 0 {
 		c.Replication = 3
+	}
+	for name, d := range map[string]time.Duration{"--raft-heartbeat-timeout": c.RaftHeartbeatTimeout, "--raft-commit-timeout": c.RaftCommitTimeout} {
+		if d != 0 && d < 10*time.Millisecond {
+			return fmt.Errorf("%s must be 0 (the default) or at least 10ms, got %v", name, d)
+		}
 	}
 	if c.DeadAfter < 0 {
 		return fmt.Errorf("--dead-after must not be negative, got %v", c.DeadAfter)

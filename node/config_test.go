@@ -15,7 +15,7 @@ func TestParseFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.APIAddr != ":7420" || c.RaftAddr != ":7421" || c.GossipAddr != ":7422" || c.Shards != 16 || c.TickInterval != time.Second ||
-			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.SharedLog {
+			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.SharedLog || c.RaftHeartbeatTimeout != 0 || c.RaftCommitTimeout != 0 {
 			t.Fatalf("unexpected defaults: %+v", c)
 		}
 	})
@@ -24,12 +24,14 @@ func TestParseFlags(t *testing.T) {
 			"FRONTDESK_ID": "envid", "FRONTDESK_DATA_DIR": "/e", "FRONTDESK_SHARDS": "4",
 			"FRONTDESK_JOIN": "h1:7422, h2:7422", "FRONTDESK_BOOTSTRAP_EXPECT": "3",
 			"FRONTDESK_DEAD_AFTER": "3s", "FRONTDESK_REPLICATION": "5", "FRONTDESK_SHARED_LOG": "true",
+			"FRONTDESK_RAFT_HEARTBEAT_TIMEOUT": "1s", "FRONTDESK_RAFT_COMMIT_TIMEOUT": "100ms",
 		}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c.ID != "envid" || c.DataDir != "/e" || c.Shards != 8 || c.BootstrapExpect != 3 ||
-			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 || !c.SharedLog {
+			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 || !c.SharedLog ||
+			c.RaftHeartbeatTimeout != time.Second || c.RaftCommitTimeout != 100*time.Millisecond {
 			t.Fatalf("got %+v", c)
 		}
 	})
@@ -59,6 +61,8 @@ func TestParseFlags(t *testing.T) {
 		{"stray argument", []string{"--id", "a", "--data-dir", "/d", "extra"}, nil, "unexpected arguments"},
 		{"negative replication", []string{"--id", "a", "--data-dir", "/d", "--replication", "-1"}, nil, "--replication"},
 		{"negative dead-after", []string{"--id", "a", "--data-dir", "/d", "--dead-after", "-1s"}, nil, "--dead-after"},
+		{"tiny heartbeat", []string{"--id", "a", "--data-dir", "/d", "--raft-heartbeat-timeout", "1ms"}, nil, "--raft-heartbeat-timeout"},
+		{"negative commit timeout", []string{"--id", "a", "--data-dir", "/d", "--raft-commit-timeout", "-1s"}, nil, "--raft-commit-timeout"},
 		{"negative expect", []string{"--id", "a", "--data-dir", "/d", "--bootstrap-expect", "-1"}, nil, "--bootstrap-expect"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

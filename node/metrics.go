@@ -100,16 +100,23 @@ var (
 	descLogEntries = prometheus.NewDesc("frontdesk_sharedlog_entries_total", "Raft log entries the shared log store's commits carried.", nil, nil)
 	descLogShards  = prometheus.NewDesc("frontdesk_sharedlog_commit_shards_total", "Sum over commits of the distinct shards each wrote; divided by commits, shards per commit.", nil, nil)
 	descLogFails   = prometheus.NewDesc("frontdesk_sharedlog_failed_commits_total", "Commits of the shared log store that failed (after a failed fsync every write fails).", nil, nil)
+	// Peer watching and the elections it starts (shard/fastelect.go).
+	descPeersDown = prometheus.NewDesc("frontdesk_raft_peers_down_total",
+		"Times a watched peer's Raft port was found gone (its watch connection ended and a redial failed).", nil, nil)
+	descFastElections = prometheus.NewDesc("frontdesk_shard_fast_elections_total",
+		"Elections the open replicas started at once because their leader's node was found gone.", nil, nil)
 )
 
 func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue, descEntries, descCommands,
-		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails} {
+		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails, descPeersDown, descFastElections} {
 		ch <- d
 	}
 }
 
 func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descPeersDown, prometheus.CounterValue, float64(c.n.mux.Stats().PeersDown))
+	ch <- prometheus.MustNewConstMetric(descFastElections, prometheus.CounterValue, float64(c.n.host.FastElections()))
 	if st, ok := c.n.host.SharedLogStats(); ok {
 		for d, v := range map[*prometheus.Desc]uint64{descLogCommits: st.Commits, descLogWrites: st.Writes,
 			descLogEntries: st.Entries, descLogShards: st.Shards, descLogFails: st.Failures} {

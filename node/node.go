@@ -136,6 +136,12 @@ func (n *Node) start() error {
 	if n.cfg.FastRaft {
 		hc.Raft = shard.FastTiming()
 	}
+	if d := n.cfg.RaftHeartbeatTimeout; d > 0 {
+		hc.Raft.HeartbeatTimeout, hc.Raft.ElectionTimeout, hc.Raft.LeaderLeaseTimeout = d, d, d/2
+	}
+	if d := n.cfg.RaftCommitTimeout; d > 0 {
+		hc.Raft.CommitTimeout = d
+	}
 	if n.host, err = shard.NewHost(hc); err != nil {
 		return err
 	}

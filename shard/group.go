@@ -32,6 +32,10 @@ type Group struct {
 	trans *voteGuard // the replica's NetworkTransport, refusing votes until it has state
 	prop  proposer
 
+	// fastElections counts elections started by leaderGone: the Host's
+	// counter, shared by its replicas.
+	fastElections *atomic.Uint64
+
 	// readyTerm is the term in which this replica, as leader, committed an
 	// entry of its own (see lead); linearizable reads need that.
 	readyTerm atomic.Uint64

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -26,7 +27,10 @@ type Host struct {
 	groups map[uint32]*Group
 	closed bool
 
-	changed notifier
+	changed       notifier
+	fastElections atomic.Uint64 // see fastelect.go
+	done          chan struct{} // closed by Close
+	wg            sync.WaitGroup
 }
 
 // NewHost checks cfg and returns a Host with no replica open. With
@@ -41,8 +45,70 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Host{cfg: c, shared: shared, groups: make(map[uint32]*Group)}, nil
+	h := &Host{cfg: c, shared: shared, groups: make(map[uint32]*Group), done: make(chan struct{})}
+	h.wg.Add(1)
+	go h.watchPeers()
+	return h, nil
 }
+
+// peerRefresh is how often, besides on leader changes, the Host updates
+// the peers its Mux watches.
+const peerRefresh = time.Second
+
+// watchPeers keeps the Mux watching every other node that holds a replica
+// of a shard this node holds, and starts elections at once in the shards
+// whose leader's node is reported gone (fastelect.go).
+func (h *Host) watchPeers() {
+	defer h.wg.Done()
+	mux := h.cfg.Mux
+	mux.OnPeerDown(h.peerDown)
+	defer func() {
+		mux.OnPeerDown(nil)
+		mux.WatchPeers(nil)
+	}()
+	t := time.NewTicker(peerRefresh)
+	defer t.Stop()
+	for {
+		changed := h.changed.wait()
+		mux.WatchPeers(h.peerAddrs())
+		select {
+		case <-h.done:
+			return
+		case <-changed:
+		case <-t.C:
+		}
+	}
+}
+
+// peerAddrs returns the Raft addresses in the open replicas' latest
+// configurations, this node's included.
+func (h *Host) peerAddrs() []raft.ServerAddress {
+	var out []raft.ServerAddress
+	for _, g := range h.Groups() {
+		f := g.raft.GetConfiguration()
+		if f.Error() != nil {
+			continue
+		}
+		for _, s := range f.Configuration().Servers {
+			if !slices.Contains(out, s.Address) {
+				out = append(out, s.Address)
+			}
+		}
+	}
+	return out
+}
+
+// peerDown is the Mux's report that the node at addr is gone.
+func (h *Host) peerDown(addr raft.ServerAddress) {
+	for _, g := range h.Groups() {
+		g.leaderGone(addr)
+	}
+}
+
+// FastElections is how many elections this node's replicas started since
+// the Host opened because their leader's node was reported gone (see
+// fastelect.go).
+func (h *Host) FastElections() uint64 { return h.fastElections.Load() }
 
 // Open starts this node's replica of shard from its data directory: with
 // existing state it rejoins the shard (restoring the latest snapshot and
@@ -68,6 +134,7 @@ func (h *Host) Open(shard uint32) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.fastElections = &h.fastElections
 	h.mu.Lock()
 	h.groups[shard] = g
 	h.mu.Unlock()
@@ -187,11 +254,13 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
+	close(h.done)
 	groups := make([]*Group, 0, len(h.groups))
 	for _, g := range h.groups {
 		groups = append(groups, g)
 	}
 	h.mu.Unlock()
+	h.wg.Wait()
 
 	errs := make([]error, len(groups))
 	var wg sync.WaitGroup

@@ -25,6 +25,12 @@
 // NetworkTransport protocol unchanged. With [WithTLS] the header travels
 // inside the TLS stream.
 //
+// A connection whose first byte is 0xF2 is a watch connection ([Mux.WatchPeers]):
+// no shard id follows and nothing more is sent either way; the accepting Mux
+// holds it open until the peer or the Mux closes it. A node that dies closes
+// it, and the watching node learns at once that the peer is gone (see
+// watch.go and [Mux.OnPeerDown]).
+//
 // # Contract
 //
 //   - The accepting side reads the header under a deadline ([WithHeaderTimeout],

@@ -22,7 +22,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 		}
 		// A byte after the header belongs to raft and must stay unread.
 		r := bytes.NewReader(append(h, 0xAB))
-		got, err := readHeader(r)
+		got, _, err := readHeader(r)
 		if err != nil || got != tt.shard {
 			t.Errorf("shard %d: read back (%d, %v)", tt.shard, got, err)
 		}
@@ -40,7 +40,7 @@ func TestHeaderRejected(t *testing.T) {
 	}{
 		{"empty", nil, io.EOF},
 		{"bad magic", []byte{0x00, 0x01}, nil},
-		{"next version", []byte{0xF2, 0x01}, nil},
+		{"next version", []byte{0xF3, 0x01}, nil},
 		{"TLS client hello", []byte{0x16, 0x03, 0x01}, nil},
 		{"HTTP", []byte("GET / HTTP/1.1\r\n"), nil},
 		{"magic only", []byte{headerV1}, io.ErrUnexpectedEOF},
@@ -51,7 +51,7 @@ func TestHeaderRejected(t *testing.T) {
 		{"not minimal", []byte{headerV1, 0x81, 0x00}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			shard, err := readHeader(bytes.NewReader(tt.in))
+			shard, _, err := readHeader(bytes.NewReader(tt.in))
 			if !errors.Is(err, ErrBadHeader) {
 				t.Fatalf("readHeader(% x) = (%d, %v), want an error wrapping ErrBadHeader", tt.in, shard, err)
 			}

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -60,18 +59,9 @@ func (l *layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	c, err := l.mux.dial(ctx, "tcp", string(address))
+	c, err := l.mux.dialPeer(ctx, address)
 	if err != nil {
 		return nil, err
-	}
-	if cfg := l.mux.tls; cfg != nil {
-		if cfg.ServerName == "" {
-			cfg = cfg.Clone()
-			if host, _, err := net.SplitHostPort(string(address)); err == nil {
-				cfg.ServerName = host
-			}
-		}
-		c = tls.Client(c, cfg)
 	}
 	if err := l.writeHeader(ctx, c); err != nil {
 		c.Close()

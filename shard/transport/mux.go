@@ -40,7 +40,10 @@ type Mux struct {
 	mu      sync.Mutex
 	closed  bool
 	layers  map[uint32]*layer
-	pending map[net.Conn]struct{} // accepted, header not yet routed
+	pending map[net.Conn]struct{} // accepted, not handed to a layer: header unread, or a watch connection
+
+	watchers map[raft.ServerAddress]*watcher // see watch.go
+	peerDown func(raft.ServerAddress)
 
 	wg    sync.WaitGroup // serve and route goroutines
 	stats counters
@@ -52,10 +55,14 @@ type Stats struct {
 	Routed       uint64 // returned by a shard layer's Accept
 	UnknownShard uint64 // closed: no open layer for the shard in the header
 	BadHeader    uint64 // closed: header missing, malformed or late
+	Watching     uint64 // accepted watch connections held (a peer watching this node)
+	WatchLost    uint64 // watch connections to peers that ended
+	PeersDown    uint64 // of those, peers found gone (reported to OnPeerDown)
 }
 
 type counters struct {
 	accepted, routed, unknownShard, badHeader atomic.Uint64
+	watching, watchLost, peersDown            atomic.Uint64
 }
 
 // NewMux returns a Mux that serves ln until Close; it takes ownership of ln.
@@ -79,6 +86,7 @@ func NewMux(ln net.Listener, advertise net.Addr, opts ...Option) (*Mux, error) {
 		done:          make(chan struct{}),
 		layers:        make(map[uint32]*layer),
 		pending:       make(map[net.Conn]struct{}),
+		watchers:      make(map[raft.ServerAddress]*watcher),
 	}
 	for _, o := range opts {
 		o(m)
@@ -99,6 +107,9 @@ func (m *Mux) Stats() Stats {
 		Routed:       m.stats.routed.Load(),
 		UnknownShard: m.stats.unknownShard.Load(),
 		BadHeader:    m.stats.badHeader.Load(),
+		Watching:     m.stats.watching.Load(),
+		WatchLost:    m.stats.watchLost.Load(),
+		PeersDown:    m.stats.peersDown.Load(),
 	}
 }
 
@@ -144,6 +155,10 @@ func (m *Mux) Close() error {
 	pending := make([]net.Conn, 0, len(m.pending))
 	for c := range m.pending {
 		pending = append(pending, c)
+	}
+	for a, w := range m.watchers {
+		w.close()
+		delete(m.watchers, a)
 	}
 	m.mu.Unlock()
 
@@ -233,7 +248,7 @@ func (m *Mux) route(raw net.Conn) {
 	}
 	logger := m.logger.With("remote", raw.RemoteAddr())
 	c.SetDeadline(time.Now().Add(m.headerTimeout))
-	shard, err := readHeader(c)
+	shard, watch, err := readHeader(c)
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
 	}
@@ -243,6 +258,13 @@ func (m *Mux) route(raw net.Conn) {
 			logger.Warn("dropping raft connection", "err", err)
 		}
 		c.Close()
+		return
+	}
+
+	if watch {
+		m.stats.watching.Add(1)
+		m.holdAccepted(c)
+		m.stats.watching.Add(^uint64(0))
 		return
 	}
 

@@ -1,0 +1,113 @@
+package shard
+
+import (
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Fast elections after a leader's process dies.
+//
+// A follower of hashicorp/raft starts an election only after a heartbeat
+// timeout without contact (0.5–1 s with LANTiming), because silence is all
+// it can see. But a process that dies on a live host — killed, crashed,
+// OOM-killed, its container killed — has its sockets closed by the kernel
+// at once, and the node's transport.Mux, which watches every peer of every
+// shard (Host.watchPeers), reports that peer's Raft port gone within
+// milliseconds. The Host then calls leaderGone on every replica.
+//
+// A replica whose leader was at that address asks its own raft to start an
+// election now, the way a leadership transfer does: it sends itself a
+// TimeoutNow RPC over its transport. raft then skips the pre-vote, and the
+// other voters, who still believe in the old leader, grant the vote anyway
+// (RequestVote with LeadershipTransfer set) if the candidate's log is as
+// up to date as theirs. To avoid a split vote only one voter goes first: the
+// remaining voters in ServerID order, the first at once and each next one a
+// quarter heartbeat timeout later, each only if it still knows no other
+// leader. If the first's log is behind, the others refuse it and the next
+// one wins.
+//
+// Safety does not depend on the hint being right: an election is always
+// safe in Raft, and the report needs the peer's connection closed and a
+// redial refused within transport.WatchRedialTimeout. A wrong hint costs
+// what a spurious election costs. A replica guarded by voteGuard (opened
+// without state, not caught up) never starts one. Leaders that are paused,
+// partitioned or on a host that lost power close nothing: the heartbeat
+// timeout still covers them.
+
+// fastElectStagger is the pause between the remaining voters' turns.
+func (g *Group) fastElectStagger() time.Duration { return g.cfg.Raft.HeartbeatTimeout / 4 }
+
+// leaderGone is called when the node at addr is gone; see above.
+func (g *Group) leaderGone(addr raft.ServerAddress) {
+	leaderID, ok := g.leaderAt(addr)
+	if !ok {
+		return
+	}
+	f := g.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	var voters []raft.ServerID
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != leaderID {
+			voters = append(voters, s.ID)
+		}
+	}
+	slices.Sort(voters)
+	turn := slices.Index(voters, raft.ServerID(g.nodeID))
+	if turn < 0 {
+		return // not a voter
+	}
+	delay := time.Duration(turn) * g.fastElectStagger()
+	select {
+	case <-g.closing:
+		return
+	default:
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-g.closing:
+				return
+			case <-t.C:
+			}
+		}
+		if _, ok := g.leaderAt(addr); !ok {
+			return // someone else won, or raft already moved on
+		}
+		g.startElection(addr)
+	}()
+}
+
+// leaderAt reports whether this replica is a follower that still takes the
+// node at addr for its leader, and may start an election.
+func (g *Group) leaderAt(addr raft.ServerAddress) (raft.ServerID, bool) {
+	if g.raft.State() != raft.Follower || g.trans.guarding.Load() {
+		return "", false
+	}
+	la, lid := g.raft.LeaderWithID()
+	if la != addr || lid == "" {
+		return "", false
+	}
+	return lid, true
+}
+
+// startElection makes raft start an election now, by sending this replica
+// a TimeoutNow RPC.
+func (g *Group) startElection(goneAddr raft.ServerAddress) {
+	self := raft.ServerAddress(g.trans.LocalAddr())
+	req := &raft.TimeoutNowRequest{RPCHeader: g.trans.header}
+	var resp raft.TimeoutNowResponse
+	if err := g.trans.TimeoutNow(raft.ServerID(g.nodeID), self, req, &resp); err != nil {
+		g.log.Warn("leader's node is gone, but starting an election failed; the heartbeat timeout will", "leader_addr", goneAddr, "err", err)
+		return
+	}
+	g.fastElections.Add(1)
+	g.log.Info("leader's node is gone: started an election", "leader_addr", goneAddr)
+}
