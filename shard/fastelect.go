@@ -24,9 +24,10 @@ import (
 // (RequestVote with LeadershipTransfer set) if the candidate's log is as
 // up to date as theirs. To avoid a split vote only one voter goes first: the
 // remaining voters in ServerID order, the first at once and each next one a
-// quarter heartbeat timeout later, each only if it still knows no other
-// leader. If the first's log is behind, the others refuse it and the next
-// one wins.
+// quarter heartbeat timeout later, each only if since the report it has
+// heard from no leader, granted no vote and seen no vote request it could
+// grant (stillLeaderless). If the first's log is behind, the others refuse
+// it and the next one wins.
 //
 // Safety does not depend on the hint being right: an election is always
 // safe in Raft, and the report needs the peer's connection closed and a
@@ -39,7 +40,23 @@ import (
 // fastElectStagger is the pause between the remaining voters' turns.
 func (g *Group) fastElectStagger() time.Duration { return g.cfg.Raft.HeartbeatTimeout / 4 }
 
-// leaderGone is called when the node at addr is gone; see above.
+// peerGone is called when the node at addr is gone. Besides leaderGone,
+// it empties the replica's pool of idle connections (raft's
+// NetworkTransport.CloseStreams), where those to the dead process would
+// stay: raft takes a pooled connection without checking it, so once that
+// node is back the first RPC to it would fail — a vote request among
+// them, costing an election round (0.5–1 s). It also ends the connections
+// peers opened to this replica; they redial.
+func (g *Group) peerGone(addr raft.ServerAddress) {
+	if f := g.raft.GetConfiguration(); f.Error() == nil && slices.ContainsFunc(f.Configuration().Servers,
+		func(s raft.Server) bool { return s.Address == addr }) {
+		g.trans.CloseStreams()
+	}
+	g.leaderGone(addr)
+}
+
+// leaderGone starts an election if the replica's leader was at addr; see
+// above.
 func (g *Group) leaderGone(addr raft.ServerAddress) {
 	leaderID, ok := g.leaderAt(addr)
 	if !ok {
@@ -61,6 +78,7 @@ func (g *Group) leaderGone(addr raft.ServerAddress) {
 		return // not a voter
 	}
 	delay := time.Duration(turn) * g.fastElectStagger()
+	reported := time.Now()
 	select {
 	case <-g.closing:
 		return
@@ -78,7 +96,7 @@ func (g *Group) leaderGone(addr raft.ServerAddress) {
 			case <-t.C:
 			}
 		}
-		if _, ok := g.leaderAt(addr); !ok {
+		if delay > 0 && !g.stillLeaderless(addr, reported) {
 			return // someone else won, or raft already moved on
 		}
 		g.startElection(addr)
@@ -96,6 +114,55 @@ func (g *Group) leaderAt(addr raft.ServerAddress) (raft.ServerID, bool) {
 		return "", false
 	}
 	return lid, true
+}
+
+// stillLeaderless reports whether this replica, told at reported that its
+// leader's node at addr is gone, has since heard from no leader, granted no
+// vote and received no vote request it could grant: it is a follower that
+// knows no leader or still the one at addr. (A vote request of a higher
+// term clears a follower's leader even when it refuses the vote, as when
+// the first voter's log is behind.)
+func (g *Group) stillLeaderless(addr raft.ServerAddress, reported time.Time) bool {
+	if g.raft.State() != raft.Follower || g.trans.guarding.Load() {
+		return false
+	}
+	if la, _ := g.raft.LeaderWithID(); la != "" && la != addr {
+		return false
+	}
+	// raft sets the last contact on every accepted append and on every
+	// vote it grants.
+	if !g.raft.LastContact().Before(reported) {
+		return false
+	}
+	// A vote it is about to grant (persisting the vote takes an fsync,
+	// slow on a busy disk) must not be answered by a rival election.
+	if v := g.lastVoteRequest.Load(); v != nil && v.at.After(reported) && g.couldGrant(v) {
+		return false
+	}
+	return true
+}
+
+// voteRequest is a vote request this replica received.
+type voteRequest struct {
+	at                    time.Time
+	lastLogIndex, lastLog uint64 // the candidate's last entry: index, term
+}
+
+// voteRequested records req (raft's observation of a RequestVote).
+func (g *Group) voteRequested(req raft.RequestVoteRequest) {
+	g.lastVoteRequest.Store(&voteRequest{at: time.Now(), lastLogIndex: req.LastLogIndex, lastLog: req.LastLogTerm})
+}
+
+// couldGrant reports whether the candidate of v has a log at least as up
+// to date as this replica's, as raft requires to grant a vote; true when
+// unsure.
+func (g *Group) couldGrant(v *voteRequest) bool {
+	idx := g.raft.LastIndex()
+	var l raft.Log
+	if err := g.logs.GetLog(idx, &l); err != nil {
+		return true
+	}
+	return v.lastLog > l.Term || (v.lastLog == l.Term && v.lastLogIndex >= idx)
 }
 
 // startElection makes raft start an election now, by sending this replica

@@ -1,9 +1,15 @@
 package shard_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/frontdeskhq/frontdesk/shard"
 	"github.com/frontdeskhq/frontdesk/shard/shardtest"
@@ -55,4 +61,83 @@ func TestLeaderGoneStartsElectionAtOnce(t *testing.T) {
 		c.Propose(t, s, consult(fmt.Sprintf("m%d", s), "b1"))
 		c.WaitConverged(t, s)
 	}
+}
+
+// failingStore fails every append while failing is set: a follower that
+// keeps answering RPCs but falls behind.
+type failingStore struct {
+	shard.Store
+	failing atomic.Bool
+}
+
+func (s *failingStore) StoreLogs(ls []*raft.Log) error {
+	if s.failing.Load() {
+		return errors.New("test: appends failing")
+	}
+	return s.Store.StoreLogs(ls)
+}
+
+func (s *failingStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+// When the first voter in turn is behind, the other refuses it and must
+// stand itself a moment later — although the refused vote request, of a
+// newer term, made it forget its old leader.
+func TestLeaderGoneFirstVoterBehind(t *testing.T) {
+	timing := shard.RaftTiming{
+		HeartbeatTimeout:   3 * time.Second,
+		ElectionTimeout:    3 * time.Second,
+		LeaderLeaseTimeout: time.Second,
+		CommitTimeout:      5 * time.Millisecond,
+	}
+	var mu sync.Mutex
+	stores := map[string]*failingStore{}
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTiming(timing), shardtest.WithTickInterval(-1),
+		shardtest.WithConfig(func(cfg *shard.HostConfig) {
+			id := cfg.NodeID
+			cfg.OpenStore = func(dir string, s uint32) (shard.Store, error) {
+				st, err := shard.BoltStore(dir, s)
+				if err != nil {
+					return nil, err
+				}
+				fs := &failingStore{Store: st}
+				mu.Lock()
+				stores[id] = fs
+				mu.Unlock()
+				return fs, nil
+			}
+		}))
+	setupMerchant(t, c, 0, "m", 0, 2, 5)
+
+	// node2 leads; node0, first in turn after it, falls behind.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	shardtest.Eventually(t, 30*time.Second, func() error {
+		if l := c.Leader(0); l != nil && l.ID == "node2" {
+			return nil
+		}
+		if l := c.Leader(0); l != nil {
+			if err := l.Group(0).TransferLeadership(ctx, "node2"); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("node2 does not lead yet")
+	})
+	mu.Lock()
+	behind := stores["node0"]
+	mu.Unlock()
+	behind.failing.Store(true)
+	c.Propose(t, 0, consult("m", "b1")) // committed by node1 and node2 only
+
+	c.Kill(t, 2)
+	nl := c.WaitForNewLeader(t, 0, c.Node(2))
+	behind.failing.Store(false)
+	if nl.ID != "node1" {
+		t.Fatalf("new leader %s, want node1 (node0 misses a committed entry)", nl.ID)
+	}
+	if n := c.Node(1).Host().FastElections(); n == 0 {
+		t.Fatalf("node1 started no election on the report; it won only after its heartbeat timeout")
+	}
+	t.Logf("fast elections: node0 %d, node1 %d", c.Node(0).Host().FastElections(), c.Node(1).Host().FastElections())
+	c.Propose(t, 0, consult("m", "b2"))
+	c.WaitConverged(t, 0)
 }

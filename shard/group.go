@@ -35,6 +35,9 @@ type Group struct {
 	// fastElections counts elections started by leaderGone: the Host's
 	// counter, shared by its replicas.
 	fastElections *atomic.Uint64
+	// lastVoteRequest is the latest vote request raft received (see
+	// stillLeaderless).
+	lastVoteRequest atomic.Pointer[voteRequest]
 
 	// readyTerm is the term in which this replica, as leader, committed an
 	// entry of its own (see lead); linearizable reads need that.
@@ -124,7 +127,7 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 	obs := make(chan raft.Observation, 16)
 	g.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.LeaderObservation, raft.RaftState:
+		case raft.LeaderObservation, raft.RaftState, raft.RequestVoteRequest:
 			return true
 		}
 		return false
@@ -226,7 +229,11 @@ func (g *Group) observe(obs <-chan raft.Observation) {
 	defer g.wg.Done()
 	for {
 		select {
-		case <-obs:
+		case o := <-obs:
+			if req, ok := o.Data.(raft.RequestVoteRequest); ok {
+				g.voteRequested(req)
+				continue
+			}
 			g.changed.notify()
 			g.hostChanged.notify()
 		case <-g.closing:

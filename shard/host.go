@@ -101,7 +101,7 @@ func (h *Host) peerAddrs() []raft.ServerAddress {
 // peerDown is the Mux's report that the node at addr is gone.
 func (h *Host) peerDown(addr raft.ServerAddress) {
 	for _, g := range h.Groups() {
-		g.leaderGone(addr)
+		g.peerGone(addr)
 	}
 }
 

@@ -38,7 +38,7 @@ func openCluster(ctx context.Context, o *options, stderr io.Writer) (_ *clusterE
 	addrs := o.addrs
 	if o.local > 0 {
 		start := time.Now()
-		if e.local, err = startLocal(ctx, o.local, o.shards, o.frontdeskd, o.keep, nil); err != nil {
+		if e.local, err = startLocal(ctx, o.local, o.shards, o.frontdeskd, o.keep, o.nodeArgs); err != nil {
 			return nil, err
 		}
 		addrs = e.local.apiAddrs()

@@ -23,6 +23,7 @@ type options struct {
 	local      int
 	shards     int
 	frontdeskd string
+	nodeArgs   []string // --node-args
 	keep       bool
 	clients    int
 	batch      int
@@ -75,6 +76,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		fs.IntVar(&o.shards, "shards", 16, "with --local: the cluster's shard count")
 		fs.StringVar(&o.frontdeskd, "frontdeskd", "", "with --local: the frontdeskd binary (default: go build it from this module)")
 		fs.BoolVar(&o.keep, "keep", false, "with --local: keep the nodes' data dirs and logs")
+		fs.Func("node-args", "with --local: extra frontdeskd flags for every node, space-separated, after fdbench's own (so they win), e.g. \"--shared-log --log-level info\"", func(s string) error {
+			o.nodeArgs = append(o.nodeArgs, strings.Fields(s)...)
+			return nil
+		})
 		fs.IntVar(&o.clients, "clients", 1, "client.Client instances (each with its own connection per node), used in turn")
 		fs.IntVar(&o.batch, "batch", 0, "client batching (client.WithBatching): up to this many concurrent calls to a node per Batch RPC; 0 = off")
 	}

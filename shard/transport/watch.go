@@ -38,9 +38,12 @@ const WatchRedialTimeout = 250 * time.Millisecond
 
 const (
 	watchDialTimeout = time.Second // dials while (re)connecting
-	watchRetryMin    = 250 * time.Millisecond
-	watchRetryMax    = 5 * time.Second
-	watchMinLife     = time.Second // shorter-lived connections back off
+	// Retries while a peer is unreachable: short, because a restarted
+	// node must be watched again before it can lead and die again, and
+	// cheap (a refused dial, or one dial a second to a host that is gone).
+	watchRetryMin = 100 * time.Millisecond
+	watchRetryMax = time.Second
+	watchMinLife  = time.Second // shorter-lived connections back off
 )
 
 // watcher holds the watch connection to one peer.
