@@ -141,3 +141,41 @@ func TestLeaderGoneFirstVoterBehind(t *testing.T) {
 	c.Propose(t, 0, consult("m", "b2"))
 	c.WaitConverged(t, 0)
 }
+
+// A call made while no leader is known waits for the election instead of
+// failing at once: the caller gets the result, or the new leader's name.
+func TestProposeWaitsForElection(t *testing.T) {
+	// No leader for the first 1–2 s (a follower's first timeout), and the
+	// wait (heartbeat + election timeout = 4 s) outlasts it.
+	timing := shard.RaftTiming{
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    3 * time.Second,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+	}
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTiming(timing), shardtest.WithTickInterval(-1), shardtest.WithoutBootstrap())
+	voters := make([]raft.Server, 0, 3)
+	for _, n := range c.Nodes() {
+		voters = append(voters, n.Server())
+	}
+	for _, n := range c.Nodes() {
+		if err := n.Group(0).Bootstrap(voters); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Node(0).Group(0).Propose(ctx, consult("m", "b1"))
+	t.Logf("Propose on a replica of a shard with no leader yet answered after %v: %v", time.Since(start), err)
+	var nle *shard.NotLeaderError
+	switch {
+	case err == nil: // node0 won the election
+	case errors.As(err, &nle) && nle.LeaderID != "":
+	default:
+		t.Fatalf("got %v, want a result or a NotLeaderError naming the new leader", err)
+	}
+	if err := c.Node(1).Group(0).LinearizableRead(ctx); err != nil && !(errors.As(err, &nle) && nle.LeaderID != "") {
+		t.Fatalf("LinearizableRead: got %v, want nil or a NotLeaderError naming the leader", err)
+	}
+}

@@ -22,6 +22,10 @@ import (
 // stamped, in place, with the leader's clock (time.Now().UnixMilli()); a
 // retry of the same commands keeps that time.
 //
+// While no leader is known (an election is running) it first waits, up to
+// leaderWait, for the election to end, so that the caller learns where the
+// new leader is rather than retrying blind.
+//
 // Errors (see the package documentation): ErrNotLeader or ErrNoLeader
 // (as *NotLeaderError) if this replica does not lead, ctx's error if ctx
 // ended first — in both cases nothing was submitted; ErrIndeterminate once
@@ -45,8 +49,11 @@ func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result,
 	if g.isClosing() {
 		return nil, fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
 	}
-	if g.raft.State() != raft.Leader {
+	if !g.awaitLeader(ctx) {
 		return nil, g.notLeader()
+	}
+	if ctx.Err() != nil {
+		return nil, g.notSubmitted(ctx)
 	}
 	now := time.Now().UnixMilli()
 	for _, c := range cmds {
@@ -55,6 +62,42 @@ func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result,
 		}
 	}
 	return g.prop.propose(ctx, cmds)
+}
+
+// leaderWait is how long a call made while no leader is known waits for
+// one: a heartbeat timeout and an election timeout, time for the election
+// under way (or the one about to start) to end.
+func (g *Group) leaderWait() time.Duration {
+	return g.cfg.Raft.HeartbeatTimeout + g.cfg.Raft.ElectionTimeout
+}
+
+// awaitLeader reports whether this replica leads. While it knows no
+// leader at all, it waits for one until leaderWait has passed, ctx ends or
+// the replica closes, and then reports whether that leader is itself.
+func (g *Group) awaitLeader(ctx context.Context) bool {
+	var timer *time.Timer
+	for {
+		changed := g.LeaderChanged()
+		if g.raft.State() == raft.Leader {
+			return true
+		}
+		if addr, _ := g.raft.LeaderWithID(); addr != "" {
+			return false // another replica leads: the caller gets its address
+		}
+		if timer == nil {
+			timer = time.NewTimer(g.leaderWait())
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-g.closing:
+			return false
+		}
+	}
 }
 
 // proposer turns commands into committed log entries, with the error

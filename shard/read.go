@@ -17,6 +17,7 @@ import (
 // when called before the leader has committed an entry of its own term (a
 // barrier, which the leader also issues by itself on election).
 //
+// Like Propose, it first waits up to leaderWait while no leader is known.
 // It fails with a *NotLeaderError (ErrNotLeader, or ErrNoLeader) on a
 // replica that does not lead or loses leadership meanwhile, with ctx's error
 // if ctx ends first, and with ErrShutdown once the replica is closed.
@@ -28,7 +29,10 @@ func (g *Group) LinearizableRead(ctx context.Context) error {
 	if g.isClosing() {
 		return fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
 	}
-	if g.raft.State() != raft.Leader {
+	if !g.awaitLeader(ctx) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("shard %d: %w", g.shard, err)
+		}
 		return g.notLeader()
 	}
 	term := g.raft.CurrentTerm()
