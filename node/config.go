@@ -109,7 +109,7 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 0, "how often each shard checks --snapshot-threshold (0: raft's default, 120s)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", 0, "log entries a snapshot leaves behind for followers to catch up from (0: raft's default, 10240)")
 	fs.BoolVar(&c.SharedLog, "shared-log", false, "keep every shard's Raft log in one file, DATA_DIR/raft-shared.db, whose commits and fsyncs concurrent shards share (a data dir keeps the kind it was first written with)")
-	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "a follower that hears nothing from its leader for between this and twice this starts an election; leaders heartbeat every tenth of it (0: 1s). A leader whose process dies is replaced at once regardless (shard/DESIGN.md)")
+	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "a follower that hears nothing from its leader for between this and twice this starts an election; leaders heartbeat every tenth of it (0: 500ms). A leader whose process dies is replaced at once regardless (shard/DESIGN.md)")
 	fs.DurationVar(&c.RaftCommitTimeout, "raft-commit-timeout", 0, "how often an idle leader tells followers the commit index (0: 50ms)")
 	// Environment first, so that flags given on the command line win.
 	var envErr error

@@ -80,16 +80,16 @@ type RaftTiming struct {
 	CommitTimeout time.Duration
 }
 
-// LANTiming is the default (hashicorp/raft's own heartbeat and election
-// timeouts): a leader whose process dies is replaced at once (fastelect.go);
-// one that is paused, partitioned or powered off is noticed after 1–2 s of
-// silence, while a loaded 2-core machine (GC pauses, slow fsyncs) misses no
-// heartbeat for long enough to cause a spurious election.
+// LANTiming is the default: a leader whose process dies is replaced at once
+// (fastelect.go); a silent failure (paused, partitioned, powered off) is
+// detected in 0.5–1 s and an election on a LAN takes a few milliseconds
+// more, while a loaded 2-core machine (GC pauses, fsyncs) rarely misses a
+// heartbeat for long enough to cause a spurious election (shard/DESIGN.md).
 func LANTiming() RaftTiming {
 	return RaftTiming{
-		HeartbeatTimeout:   time.Second,
-		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
 		CommitTimeout:      50 * time.Millisecond,
 	}
 }
