@@ -48,26 +48,26 @@ func (g *Group) fastElectStagger() time.Duration { return g.cfg.Raft.HeartbeatTi
 // them, costing an election round (0.5–1 s). It also ends the connections
 // peers opened to this replica; they redial.
 func (g *Group) peerGone(addr raft.ServerAddress) {
-	if f := g.raft.GetConfiguration(); f.Error() == nil && slices.ContainsFunc(f.Configuration().Servers,
-		func(s raft.Server) bool { return s.Address == addr }) {
-		g.trans.CloseStreams()
-	}
-	g.leaderGone(addr)
-}
-
-// leaderGone starts an election if the replica's leader was at addr; see
-// above.
-func (g *Group) leaderGone(addr raft.ServerAddress) {
-	leaderID, ok := g.leaderAt(addr)
-	if !ok {
-		return
-	}
 	f := g.raft.GetConfiguration()
 	if f.Error() != nil {
 		return
 	}
+	servers := f.Configuration().Servers
+	if slices.ContainsFunc(servers, func(s raft.Server) bool { return s.Address == addr }) {
+		g.trans.CloseStreams()
+	}
+	g.leaderGone(addr, servers)
+}
+
+// leaderGone starts an election if the replica's leader was at addr;
+// servers is the replica's latest configuration. See above.
+func (g *Group) leaderGone(addr raft.ServerAddress, servers []raft.Server) {
+	leaderID, ok := g.leaderAt(addr)
+	if !ok {
+		return
+	}
 	var voters []raft.ServerID
-	for _, s := range f.Configuration().Servers {
+	for _, s := range servers {
 		if s.Suffrage == raft.Voter && s.ID != leaderID {
 			voters = append(voters, s.ID)
 		}
@@ -106,7 +106,7 @@ func (g *Group) leaderGone(addr raft.ServerAddress) {
 // leaderAt reports whether this replica is a follower that still takes the
 // node at addr for its leader, and may start an election.
 func (g *Group) leaderAt(addr raft.ServerAddress) (raft.ServerID, bool) {
-	if g.raft.State() != raft.Follower || g.trans.guarding.Load() {
+	if !g.mayStand() {
 		return "", false
 	}
 	la, lid := g.raft.LeaderWithID()
@@ -116,6 +116,12 @@ func (g *Group) leaderAt(addr raft.ServerAddress) (raft.ServerID, bool) {
 	return lid, true
 }
 
+// mayStand reports whether this replica may start a fast election: a
+// follower not held back by the vote guard.
+func (g *Group) mayStand() bool {
+	return g.raft.State() == raft.Follower && !g.trans.guarding.Load()
+}
+
 // stillLeaderless reports whether this replica, told at reported that its
 // leader's node at addr is gone, has since heard from no leader, granted no
 // vote and received no vote request it could grant: it is a follower that
@@ -123,7 +129,7 @@ func (g *Group) leaderAt(addr raft.ServerAddress) (raft.ServerID, bool) {
 // term clears a follower's leader even when it refuses the vote, as when
 // the first voter's log is behind.)
 func (g *Group) stillLeaderless(addr raft.ServerAddress, reported time.Time) bool {
-	if g.raft.State() != raft.Follower || g.trans.guarding.Load() {
+	if !g.mayStand() {
 		return false
 	}
 	if la, _ := g.raft.LeaderWithID(); la != "" && la != addr {

@@ -15,19 +15,22 @@ import (
 	"github.com/frontdeskhq/frontdesk/shard/shardtest"
 )
 
+// slowDetection has a heartbeat timeout long enough that raft's own
+// election cannot come first: a follower waits 3–6 s of silence before it
+// stands, a fast election takes milliseconds.
+var slowDetection = shard.RaftTiming{
+	HeartbeatTimeout:   3 * time.Second,
+	ElectionTimeout:    3 * time.Second,
+	LeaderLeaseTimeout: time.Second,
+	CommitTimeout:      5 * time.Millisecond,
+}
+
 // When a leader's node goes away (its port closes, as when its process is
 // killed), the followers start an election at once instead of waiting out
 // the heartbeat timeout: one election per shard it led, by one voter, and
 // the shard keeps everything it acknowledged.
 func TestLeaderGoneStartsElectionAtOnce(t *testing.T) {
-	// A heartbeat timeout long enough that raft's own election could not
-	// come first: a follower waits 3–6 s of silence before it stands.
-	timing := shard.RaftTiming{
-		HeartbeatTimeout:   3 * time.Second,
-		ElectionTimeout:    3 * time.Second,
-		LeaderLeaseTimeout: time.Second,
-		CommitTimeout:      5 * time.Millisecond,
-	}
+	timing := slowDetection
 	const shards = 4
 	c := shardtest.NewCluster(t, 3, shards, shardtest.WithTiming(timing), shardtest.WithTickInterval(-1))
 	for s := range uint32(shards) {
@@ -83,12 +86,7 @@ func (s *failingStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.
 // stand itself a moment later — although the refused vote request, of a
 // newer term, made it forget its old leader.
 func TestLeaderGoneFirstVoterBehind(t *testing.T) {
-	timing := shard.RaftTiming{
-		HeartbeatTimeout:   3 * time.Second,
-		ElectionTimeout:    3 * time.Second,
-		LeaderLeaseTimeout: time.Second,
-		CommitTimeout:      5 * time.Millisecond,
-	}
+	timing := slowDetection
 	var mu sync.Mutex
 	stores := map[string]*failingStore{}
 	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTiming(timing), shardtest.WithTickInterval(-1),

@@ -75,6 +75,9 @@ func (g *Group) leaderWait() time.Duration {
 // leader at all, it waits for one until leaderWait has passed, ctx ends or
 // the replica closes, and then reports whether that leader is itself.
 func (g *Group) awaitLeader(ctx context.Context) bool {
+	if g.raft.State() == raft.Leader {
+		return true // the common case: no notifier lock, no timer
+	}
 	var timer *time.Timer
 	for {
 		changed := g.LeaderChanged()
