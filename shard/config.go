@@ -78,6 +78,11 @@ type RaftTiming struct {
 	// CommitTimeout: how long the leader waits, with nothing new to send,
 	// before telling followers the commit index.
 	CommitTimeout time.Duration
+	// CoalesceWindow: how long a heartbeat or an AppendEntries without
+	// entries may wait to travel with other shards' to the same node (see
+	// transport.Transport). Zero means HeartbeatTimeout/25; negative sends
+	// each on its own connection, as raft alone does.
+	CoalesceWindow time.Duration
 }
 
 // LANTiming is the default: a leader whose process dies is replaced at once
@@ -118,6 +123,9 @@ func (t RaftTiming) withDefaults() RaftTiming {
 	}
 	if t.CommitTimeout <= 0 {
 		t.CommitTimeout = d.CommitTimeout
+	}
+	if t.CoalesceWindow == 0 {
+		t.CoalesceWindow = t.HeartbeatTimeout / 25
 	}
 	return t
 }

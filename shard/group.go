@@ -14,6 +14,7 @@ import (
 
 	"github.com/frontdeskhq/frontdesk/fsm"
 	"github.com/frontdeskhq/frontdesk/internal/hclogslog"
+	"github.com/frontdeskhq/frontdesk/shard/transport"
 )
 
 // Group is this node's replica of one shard: a Raft group member and the
@@ -29,7 +30,8 @@ type Group struct {
 	store Store
 	logs  raft.LogStore // raft's log cache in front of store
 	snaps raft.SnapshotStore
-	trans *voteGuard // the replica's NetworkTransport, refusing votes until it has state
+	trans *transport.Transport
+	guard *voteGuard // refuses votes until the replica has state
 	prop  proposer
 
 	// fastElections counts elections started by leaderGone: the Host's
@@ -38,6 +40,9 @@ type Group struct {
 	// lastVoteRequest is the latest vote request raft received (see
 	// stillLeaderless).
 	lastVoteRequest atomic.Pointer[voteRequest]
+	// standTerm is the term in which this replica last sent itself a
+	// TimeoutNow (startElection; see filterRPC).
+	standTerm atomic.Uint64
 
 	// readyTerm is the term in which this replica, as leader, committed an
 	// entry of its own (see lead); linearizable reads need that.
@@ -93,27 +98,29 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 	if g.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog.Named("snapshot")); err != nil {
 		return nil, err
 	}
-	layer, err := cfg.Mux.Layer(shard)
-	if err != nil {
-		return nil, err
-	}
 	has, err := raft.HasExistingState(g.logs, g.store, g.snaps)
 	if err != nil {
 		return nil, err
 	}
-	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  layer,
-		MaxPool: cfg.TransportPool,
-		Timeout: cfg.TransportTimeout,
-		Logger:  hlog.Named("raft-net"),
-		// No pipelining: in raft v1.7.3 a leader whose pipeline decoder
-		// stops (a response from a newer term, as after a leadership
-		// transfer) can block for ever sending the next entry, and then
-		// raft.Shutdown never returns. hashicorp measured pipelining to help
-		// only on high-latency links (see MaxRPCsInFlight's doc).
-		MaxRPCsInFlight: 1,
+	g.guard = newVoteGuard(raft.ServerID(cfg.NodeID), raft.ServerAddress(cfg.Mux.Addr().String()), !has, logger)
+	g.trans, err = cfg.Mux.Transport(shard, transport.TransportConfig{
+		Net: raft.NetworkTransportConfig{
+			MaxPool: cfg.TransportPool,
+			Timeout: cfg.TransportTimeout,
+			Logger:  hlog.Named("raft-net"),
+			// No pipelining: in raft v1.7.3 a leader whose pipeline decoder
+			// stops (a response from a newer term, as after a leadership
+			// transfer) can block for ever sending the next entry, and then
+			// raft.Shutdown never returns. hashicorp measured pipelining to help
+			// only on high-latency links (see MaxRPCsInFlight's doc).
+			MaxRPCsInFlight: 1,
+		},
+		CoalesceWindow: cfg.Raft.CoalesceWindow,
+		Filter:         g.filterRPC,
 	})
-	g.trans = newVoteGuard(nt, raft.ServerID(cfg.NodeID), !has, logger)
+	if err != nil {
+		return nil, err
+	}
 	closers = append(closers, g.trans.Close)
 
 	rc := cfg.raftConfig()
@@ -121,7 +128,7 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 	if g.raft, err = raft.NewRaft(rc, g.app, g.logs, g.store, g.snaps, g.trans); err != nil {
 		return nil, err
 	}
-	g.trans.setRaft(g.raft)
+	g.guard.setRaft(g.raft)
 	g.prop = newBatcher(g, MaxBatchCommands, MaxInflightEntries, g.raft.Apply)
 
 	obs := make(chan raft.Observation, 16)
@@ -161,7 +168,7 @@ func (g *Group) Bootstrap(voters []raft.Server) error {
 	err := g.raft.BootstrapCluster(raft.Configuration{Servers: voters}).Error()
 	switch {
 	case err == nil:
-		g.trans.release() // a new shard: this replica has promised nothing yet
+		g.guard.release() // a new shard: this replica has promised nothing yet
 		return nil
 	case errors.Is(err, raft.ErrCantBootstrap):
 		return fmt.Errorf("shard %d: bootstrap: %w", g.shard, ErrHasState)

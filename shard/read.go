@@ -44,7 +44,10 @@ func (g *Group) LinearizableRead(ctx context.Context) error {
 		return g.barrier(ctx, term)
 	}
 	readIndex := g.raft.CommitIndex()
-	if err := g.awaitRead(ctx, g.raft.VerifyLeader()); err != nil {
+	hurried := g.trans.Hurry() // the confirming heartbeats skip the coalescing window
+	err := g.awaitRead(ctx, g.raft.VerifyLeader())
+	hurried()
+	if err != nil {
 		return err
 	}
 	if g.raft.CurrentTerm() != term {

@@ -2,7 +2,6 @@ package shard
 
 import (
 	"log/slog"
-	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -27,39 +26,26 @@ import (
 // cost is that a shard whose only other live voter is a stale one waits
 // for a third replica instead of losing data.
 //
-// It wraps the replica's NetworkTransport and filters what raft consumes.
+// It is a filter on the replica's transport (transport.TransportConfig's
+// Filter): see filter.
 type voteGuard struct {
-	*raft.NetworkTransport
-	rpcs chan raft.RPC
-	done chan struct{}
-
 	guarding atomic.Bool // false once caught up or bootstrapped
 	target   atomic.Uint64
 	raft     atomic.Pointer[raft.Raft]
 	refused  atomic.Uint64
 	header   raft.RPCHeader
 	log      *slog.Logger
-
-	closeOnce sync.Once
 }
 
-// newVoteGuard wraps t; guard says whether the replica opened without
-// state. Call setRaft once raft exists. A replica that opened with state
-// never needs the filter: raft then reads t's own channel, with no relay
-// goroutine between (raft takes the channel once, when it starts).
-func newVoteGuard(t *raft.NetworkTransport, id raft.ServerID, guard bool, log *slog.Logger) *voteGuard {
+// newVoteGuard returns the guard of the replica id at addr; guard says
+// whether the replica opened without state. Call setRaft once raft exists.
+func newVoteGuard(id raft.ServerID, addr raft.ServerAddress, guard bool, log *slog.Logger) *voteGuard {
 	v := &voteGuard{
-		NetworkTransport: t,
-		log:              log,
-		done:             make(chan struct{}),
+		log: log,
 		header: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(id),
-			Addr: []byte(t.LocalAddr())},
+			Addr: []byte(addr)},
 	}
 	v.guarding.Store(guard)
-	if guard {
-		v.rpcs = make(chan raft.RPC)
-		go v.run()
-	}
 	return v
 }
 
@@ -68,39 +54,10 @@ func (v *voteGuard) setRaft(r *raft.Raft) { v.raft.Store(r) }
 // release stops guarding: the replica bootstrapped the shard.
 func (v *voteGuard) release() { v.guarding.Store(false) }
 
-// Consumer is what raft reads its RPCs from: the filter's channel for a
-// replica that opened without state, the transport's own otherwise.
-func (v *voteGuard) Consumer() <-chan raft.RPC {
-	if v.rpcs == nil {
-		return v.NetworkTransport.Consumer()
-	}
-	return v.rpcs
-}
-
-// Close stops the filter and closes the transport.
-func (v *voteGuard) Close() error {
-	v.closeOnce.Do(func() { close(v.done) })
-	return v.NetworkTransport.Close()
-}
-
-func (v *voteGuard) run() {
-	in := v.NetworkTransport.Consumer()
-	for {
-		var rpc raft.RPC
-		select {
-		case rpc = <-in:
-		case <-v.done:
-			return
-		}
-		if v.guarding.Load() && v.refuse(rpc) {
-			continue
-		}
-		select {
-		case v.rpcs <- rpc:
-		case <-v.done:
-			return
-		}
-	}
+// filter answers rpc itself, and reports true, if it is a vote request the
+// replica must refuse; once the replica caught up it costs one atomic load.
+func (v *voteGuard) filter(rpc raft.RPC) bool {
+	return v.guarding.Load() && v.refuse(rpc)
 }
 
 // refuse answers rpc itself if it asks for a vote while the replica has not

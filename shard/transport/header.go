@@ -30,19 +30,20 @@ func appendHeader(b []byte, shard uint32) []byte {
 }
 
 // readHeader reads exactly one header from r, one byte at a time so that no
-// byte after the header is consumed: a shard connection's shard id, or watch
-// true for a watch connection. Errors wrap ErrBadHeader and, where there is
-// one, the read error (io.EOF, io.ErrUnexpectedEOF, a timeout).
-func readHeader(r io.Reader) (shard uint32, watch bool, err error) {
+// byte after the header is consumed: its magic byte (headerV1, headerWatch
+// or headerBeats) and, for headerV1, the shard id. Errors wrap ErrBadHeader
+// and, where there is one, the read error (io.EOF, io.ErrUnexpectedEOF, a
+// timeout).
+func readHeader(r io.Reader) (shard uint32, kind byte, err error) {
 	var b [1]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, false, fmt.Errorf("%w: reading magic byte: %w", ErrBadHeader, err)
+		return 0, 0, fmt.Errorf("%w: reading magic byte: %w", ErrBadHeader, err)
 	}
-	if b[0] == headerWatch {
-		return 0, true, nil
+	if b[0] == headerWatch || b[0] == headerBeats {
+		return 0, b[0], nil
 	}
 	if b[0] != headerV1 {
-		return 0, false, fmt.Errorf("%w: unknown magic/version byte %#02x", ErrBadHeader, b[0])
+		return 0, 0, fmt.Errorf("%w: unknown magic/version byte %#02x", ErrBadHeader, b[0])
 	}
 	var x uint64
 	for i := 0; i < binary.MaxVarintLen32; i++ {
@@ -50,18 +51,18 @@ func readHeader(r io.Reader) (shard uint32, watch bool, err error) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return 0, false, fmt.Errorf("%w: reading shard id: %w", ErrBadHeader, err)
+			return 0, 0, fmt.Errorf("%w: reading shard id: %w", ErrBadHeader, err)
 		}
 		x |= uint64(b[0]&0x7f) << (7 * i)
 		if b[0] < 0x80 {
 			if i > 0 && b[0] == 0 {
-				return 0, false, fmt.Errorf("%w: shard id not minimally encoded", ErrBadHeader)
+				return 0, 0, fmt.Errorf("%w: shard id not minimally encoded", ErrBadHeader)
 			}
 			if x > 1<<32-1 {
-				return 0, false, fmt.Errorf("%w: shard id overflows uint32", ErrBadHeader)
+				return 0, 0, fmt.Errorf("%w: shard id overflows uint32", ErrBadHeader)
 			}
-			return uint32(x), false, nil
+			return uint32(x), headerV1, nil
 		}
 	}
-	return 0, false, fmt.Errorf("%w: shard id longer than %d bytes", ErrBadHeader, binary.MaxVarintLen32)
+	return 0, 0, fmt.Errorf("%w: shard id longer than %d bytes", ErrBadHeader, binary.MaxVarintLen32)
 }

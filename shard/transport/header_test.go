@@ -40,7 +40,7 @@ func TestHeaderRejected(t *testing.T) {
 	}{
 		{"empty", nil, io.EOF},
 		{"bad magic", []byte{0x00, 0x01}, nil},
-		{"next version", []byte{0xF3, 0x01}, nil},
+		{"next version", []byte{0xF4, 0x01}, nil},
 		{"TLS client hello", []byte{0x16, 0x03, 0x01}, nil},
 		{"HTTP", []byte("GET / HTTP/1.1\r\n"), nil},
 		{"magic only", []byte{headerV1}, io.ErrUnexpectedEOF},

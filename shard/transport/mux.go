@@ -45,6 +45,9 @@ type Mux struct {
 	watchers map[raft.ServerAddress]*watcher // see watch.go
 	peerDown func(raft.ServerAddress)
 
+	transports map[uint32]*Transport            // shards answering coalesced RPCs, see beats.go
+	beatPeers  map[raft.ServerAddress]*beatPeer // senders of coalesced RPCs
+
 	wg    sync.WaitGroup // serve and route goroutines
 	stats counters
 }
@@ -58,11 +61,15 @@ type Stats struct {
 	Watching     uint64 // accepted watch connections held (a peer watching this node)
 	WatchLost    uint64 // watch connections to peers that ended
 	PeersDown    uint64 // of those, peers found gone (reported to OnPeerDown)
+	BeatCalls    uint64 // AppendEntries without entries sent coalesced (beats.go)
+	BeatBatches  uint64 // writes that carried them
+	BeatTimeouts uint64 // coalesced calls not answered in time
 }
 
 type counters struct {
 	accepted, routed, unknownShard, badHeader atomic.Uint64
 	watching, watchLost, peersDown            atomic.Uint64
+	beatCalls, beatBatches, beatTimeouts      atomic.Uint64
 }
 
 // NewMux returns a Mux that serves ln until Close; it takes ownership of ln.
@@ -87,6 +94,8 @@ func NewMux(ln net.Listener, advertise net.Addr, opts ...Option) (*Mux, error) {
 		layers:        make(map[uint32]*layer),
 		pending:       make(map[net.Conn]struct{}),
 		watchers:      make(map[raft.ServerAddress]*watcher),
+		transports:    make(map[uint32]*Transport),
+		beatPeers:     make(map[raft.ServerAddress]*beatPeer),
 	}
 	for _, o := range opts {
 		o(m)
@@ -110,6 +119,9 @@ func (m *Mux) Stats() Stats {
 		Watching:     m.stats.watching.Load(),
 		WatchLost:    m.stats.watchLost.Load(),
 		PeersDown:    m.stats.peersDown.Load(),
+		BeatCalls:    m.stats.beatCalls.Load(),
+		BeatBatches:  m.stats.beatBatches.Load(),
+		BeatTimeouts: m.stats.beatTimeouts.Load(),
 	}
 }
 
@@ -248,7 +260,7 @@ func (m *Mux) route(raw net.Conn) {
 	}
 	logger := m.logger.With("remote", raw.RemoteAddr())
 	c.SetDeadline(time.Now().Add(m.headerTimeout))
-	shard, watch, err := readHeader(c)
+	shard, kind, err := readHeader(c)
 	if err == nil {
 		err = c.SetDeadline(time.Time{})
 	}
@@ -261,10 +273,14 @@ func (m *Mux) route(raw net.Conn) {
 		return
 	}
 
-	if watch {
+	switch kind {
+	case headerWatch:
 		m.stats.watching.Add(1)
 		m.holdAccepted(c)
 		m.stats.watching.Add(^uint64(0))
+		return
+	case headerBeats:
+		m.serveBeats(c)
 		return
 	}
 

@@ -1,0 +1,196 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Transport is one shard's raft.Transport on a Mux: the shard's
+// raft.NetworkTransport, except that heartbeats go coalesced with other
+// shards' (beats.go), and that every RPC raft receives passes an optional
+// filter first.
+type Transport struct {
+	*raft.NetworkTransport
+	mux     *Mux
+	shard   uint32
+	window  time.Duration // 0: no coalescing
+	timeout time.Duration
+
+	out    chan raft.RPC // what raft consumes
+	done   chan struct{}
+	filter func(raft.RPC) bool
+	hb     atomic.Pointer[func(raft.RPC)]
+	hurry  atomic.Int32
+
+	closeOnce sync.Once
+	relay     sync.WaitGroup
+}
+
+// TransportConfig configures Mux.Transport.
+type TransportConfig struct {
+	// Net configures the shard's raft.NetworkTransport; Stream is set by
+	// Mux.Transport to the shard's layer.
+	Net raft.NetworkTransportConfig
+	// CoalesceWindow is how long a heartbeat may wait for other shards'
+	// to the same peer; 0 sends each on its own over the
+	// NetworkTransport. Keep it a small fraction of the heartbeat timeout:
+	// a heartbeat is late by up to this much.
+	CoalesceWindow time.Duration
+	// Filter, if set, sees every RPC before raft does; returning true
+	// means it answered the RPC itself and raft never sees it. It is
+	// called from the transport's goroutines, concurrently.
+	Filter func(raft.RPC) bool
+}
+
+var _ raft.WithPreVote = (*Transport)(nil)
+
+// Transport registers shard like Layer and returns its raft.Transport.
+// Closing the Transport closes the layer and unregisters the shard.
+func (m *Mux) Transport(shard uint32, cfg TransportConfig) (*Transport, error) {
+	l, err := m.Layer(shard)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Net.Stream = l
+	t := &Transport{
+		NetworkTransport: raft.NewNetworkTransportWithConfig(&cfg.Net),
+		mux:              m,
+		shard:            shard,
+		window:           max(cfg.CoalesceWindow, 0),
+		timeout:          cfg.Net.Timeout,
+		out:              make(chan raft.RPC),
+		done:             make(chan struct{}),
+		filter:           cfg.Filter,
+	}
+	if t.timeout <= 0 {
+		t.timeout = 10 * time.Second // NetworkTransport has none then; never wait for ever
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		t.NetworkTransport.Close()
+		return nil, ErrClosed
+	}
+	m.transports[shard] = t
+	m.mu.Unlock()
+	t.relay.Add(1)
+	go t.run()
+	return t, nil
+}
+
+// Consumer is what raft reads its RPCs from.
+func (t *Transport) Consumer() <-chan raft.RPC { return t.out }
+
+// SetHeartbeatHandler sets raft's fast path for heartbeats, for both the
+// NetworkTransport and coalesced heartbeats.
+func (t *Transport) SetHeartbeatHandler(cb func(raft.RPC)) {
+	if cb == nil {
+		t.hb.Store(nil)
+	} else {
+		t.hb.Store(&cb)
+	}
+	t.NetworkTransport.SetHeartbeatHandler(cb)
+}
+
+// Hurry makes heartbeats of this shard go without waiting for others until
+// the returned function is called: raft confirms leadership (VerifyLeader)
+// with a heartbeat round, and a linearizable read should not wait a
+// coalescing window for it.
+func (t *Transport) Hurry() (done func()) {
+	t.hurry.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { t.hurry.Add(-1) }) }
+}
+
+// AppendEntries sends req: coalesced with other shards' if it is a
+// heartbeat, over the NetworkTransport otherwise.
+//
+// Only heartbeats: raft sends them from a goroutine of their own, so a
+// heartbeat waiting out the window delays nothing else. An AppendEntries
+// without entries that carries the commit index (sent every CommitTimeout
+// while idle) comes from the follower's replication loop, and an entry
+// proposed while it waited would wait too: one follower falls behind the
+// other, and a fast election can pick it first (a refused vote costs a
+// stagger, see shard/fastelect.go).
+func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if t.window <= 0 || !isHeartbeat(req) {
+		return t.NetworkTransport.AppendEntries(id, target, req, resp)
+	}
+	window := t.window
+	if t.hurry.Load() > 0 {
+		window = 0
+	}
+	err := t.mux.beat(t.shard, target, req, resp, window, t.timeout)
+	if errors.Is(err, errNoBeats) {
+		return t.NetworkTransport.AppendEntries(id, target, req, resp)
+	}
+	return err
+}
+
+// Close unregisters the shard and closes the NetworkTransport and its
+// layer. Further calls return nil.
+func (t *Transport) Close() error {
+	var err error
+	t.closeOnce.Do(func() {
+		t.mux.mu.Lock()
+		if t.mux.transports[t.shard] == t {
+			delete(t.mux.transports, t.shard)
+		}
+		t.mux.mu.Unlock()
+		close(t.done)
+		err = t.NetworkTransport.Close()
+		t.relay.Wait()
+	})
+	return err
+}
+
+// run relays the NetworkTransport's RPCs to raft.
+func (t *Transport) run() {
+	defer t.relay.Done()
+	in := t.NetworkTransport.Consumer()
+	for {
+		select {
+		case rpc := <-in:
+			t.deliver(rpc)
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// deliver hands rpc to raft, unless the filter answers it; it reports false
+// if the transport closed first (rpc is then not answered).
+func (t *Transport) deliver(rpc raft.RPC) bool {
+	if t.filter != nil && t.filter(rpc) {
+		return true
+	}
+	select {
+	case t.out <- rpc:
+		return true
+	case <-t.done:
+		return false
+	}
+}
+
+// serveHeartbeat answers a coalesced heartbeat at once through raft's
+// heartbeat handler.
+func (t *Transport) serveHeartbeat(req *raft.AppendEntriesRequest, seq uint64, out *beatAnswers) {
+	fn := t.hb.Load()
+	if !isHeartbeat(req) || fn == nil {
+		out.add(seq, fmt.Errorf("transport: shard %d: only heartbeats are taken coalesced", t.shard), nil)
+		return
+	}
+	ch := make(chan raft.RPCResponse, 1)
+	(*fn)(raft.RPC{Command: req, RespChan: ch})
+	select {
+	case r := <-ch:
+		out.add(seq, r.Error, r.Response)
+	default: // raft is shutting down and ignored it
+		out.add(seq, raft.ErrTransportShutdown, nil)
+	}
+}
