@@ -1,6 +1,10 @@
 package shard
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/hashicorp/raft"
+)
 
 // Test-only views of a replica's Raft internals.
 
@@ -17,3 +21,16 @@ func (g *Group) SnapshotIndex() uint64 {
 // ReadyTerm is the term in which the replica, as leader, has committed an
 // entry of its own; LinearizableRead uses the read index only then.
 func (g *Group) ReadyTerm() uint64 { return g.readyTerm.Load() }
+
+// StandAsIn makes the replica send itself a TimeoutNow, as a fast election
+// does, as if it had decided to stand in term standTerm, and returns the
+// transport's answer.
+func (g *Group) StandAsIn(standTerm uint64) error {
+	g.standTerm.Store(standTerm)
+	var resp raft.TimeoutNowResponse
+	return g.trans.TimeoutNow(raft.ServerID(g.nodeID), raft.ServerAddress(g.trans.LocalAddr()),
+		&raft.TimeoutNowRequest{RPCHeader: g.guard.header}, &resp)
+}
+
+// CurrentTerm is the replica's Raft term.
+func (g *Group) CurrentTerm() uint64 { return g.raft.CurrentTerm() }

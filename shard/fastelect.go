@@ -1,7 +1,9 @@
 package shard
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -119,7 +121,7 @@ func (g *Group) leaderAt(addr raft.ServerAddress) (raft.ServerID, bool) {
 // mayStand reports whether this replica may start a fast election: a
 // follower not held back by the vote guard.
 func (g *Group) mayStand() bool {
-	return g.raft.State() == raft.Follower && !g.trans.guarding.Load()
+	return g.raft.State() == raft.Follower && !g.guard.guarding.Load()
 }
 
 // stillLeaderless reports whether this replica, told at reported that its
@@ -174,13 +176,43 @@ func (g *Group) couldGrant(v *voteRequest) bool {
 // startElection makes raft start an election now, by sending this replica
 // a TimeoutNow RPC.
 func (g *Group) startElection(goneAddr raft.ServerAddress) {
+	g.standTerm.Store(g.raft.CurrentTerm())
 	self := raft.ServerAddress(g.trans.LocalAddr())
-	req := &raft.TimeoutNowRequest{RPCHeader: g.trans.header}
+	req := &raft.TimeoutNowRequest{RPCHeader: g.guard.header}
 	var resp raft.TimeoutNowResponse
 	if err := g.trans.TimeoutNow(raft.ServerID(g.nodeID), self, req, &resp); err != nil {
+		if strings.Contains(err.Error(), errElectionMovedOn.Error()) {
+			g.log.Info("leader's node is gone, but an election started elsewhere first; not standing", "leader_addr", goneAddr)
+			return
+		}
 		g.log.Warn("leader's node is gone, but starting an election failed; the heartbeat timeout will", "leader_addr", goneAddr, "err", err)
 		return
 	}
 	g.fastElections.Add(1)
 	g.log.Info("leader's node is gone: started an election", "leader_addr", goneAddr)
+}
+
+// errElectionMovedOn answers a TimeoutNow this replica sent itself that
+// arrived after its term had moved on.
+var errElectionMovedOn = errors.New("shard: election moved on before this replica stood")
+
+// filterRPC sees every RPC before raft does (transport.TransportConfig's
+// Filter). Besides the vote guard, it drops a TimeoutNow this replica sent
+// itself (startElection) once its term has moved since: raft may be busy
+// when the RPC arrives, and in the meantime it may have granted another
+// voter's vote request or followed a new leader. Starting an election then
+// would depose that leader and cost a round of elections.
+func (g *Group) filterRPC(rpc raft.RPC) bool {
+	if g.guard.filter(rpc) {
+		return true
+	}
+	req, ok := rpc.Command.(*raft.TimeoutNowRequest)
+	if !ok || string(req.ID) != g.nodeID {
+		return false
+	}
+	if term := g.raft.CurrentTerm(); term == g.standTerm.Load() && g.mayStand() {
+		return false
+	}
+	rpc.Respond(nil, errElectionMovedOn)
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -176,4 +177,36 @@ func TestProposeWaitsForElection(t *testing.T) {
 	if err := c.Node(1).Group(0).LinearizableRead(ctx); err != nil && !(errors.As(err, &nle) && nle.LeaderID != "") {
 		t.Fatalf("LinearizableRead: got %v, want nil or a NotLeaderError naming the leader", err)
 	}
+}
+
+// A TimeoutNow a replica sent itself is dropped if its term moved on before
+// raft took it (it granted another voter's vote, or followed a new leader
+// meanwhile): standing then would depose that leader. Sent in the term it
+// decided in, it starts an election.
+func TestStaleSelfTimeoutNowDropped(t *testing.T) {
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(-1))
+	leader := c.WaitForLeader(t, 0)
+	f := follower(t, c, 0, leader)
+	term := f.Group(0).CurrentTerm()
+
+	err := f.Group(0).StandAsIn(term - 1)
+	if err == nil || !strings.Contains(err.Error(), "election moved on") {
+		t.Fatalf("TimeoutNow decided in term %d, sent in term %d: %v, want it refused", term-1, term, err)
+	}
+	if c.Leader(0) != leader || f.Group(0).CurrentTerm() != term {
+		t.Fatalf("after a refused TimeoutNow: leader %s term %d, want %s still leading in term %d",
+			c.Leader(0).ID, f.Group(0).CurrentTerm(), leader.ID, term)
+	}
+
+	if err := f.Group(0).StandAsIn(term); err != nil {
+		t.Fatalf("TimeoutNow in the term it was decided in: %v", err)
+	}
+	// f stood: the term moved. (Who wins depends on whose log is longest.)
+	shardtest.Eventually(t, shardtest.WaitTimeout, func() error {
+		if got := f.Group(0).CurrentTerm(); got <= term {
+			return fmt.Errorf("after its TimeoutNow: term %d, want more than %d", got, term)
+		}
+		return nil
+	})
+	c.WaitForLeader(t, 0)
 }
