@@ -32,6 +32,36 @@ func (f *FSM) applyTick() (*pb.Result, *Error) {
 	return okResult(), nil
 }
 
+// TickDue reports whether a Tick stamped nowMs (wall-clock milliseconds,
+// as the leader stamps commands) would change anything: a queued buyer's
+// max wait or a session's idle deadline has come, a merchant's surge level
+// is above normal (it decays with time), or a merchant had consults in the
+// last minute of log time (its inflow window ages with time). Otherwise a
+// Tick only moves log time forward, and leaders skip it: an idle shard
+// then writes nothing. It never changes the state machine.
+func (f *FSM) TickDue(nowMs int64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if t, ok := f.waits.Min(); ok && t.at <= nowMs {
+		return true
+	}
+	if t, ok := f.idles.Min(); ok && t.at <= nowMs {
+		return true
+	}
+	if len(f.elevated) > 0 {
+		return true
+	}
+	b := f.now / surgeBucketMs
+	for _, m := range f.merchants { // any merchant will do: map order does not matter
+		for _, at := range m.stats.SurgeBucket {
+			if at > b-surgeBuckets {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // expireWait handles a queued buyer whose max wait has passed: moved to the
 // group's overflow group (at most maxOverflowHops times, only if it can
 // take them) or ended as abandoned.

@@ -72,6 +72,9 @@ func (g *Group) lead(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if !g.app.FSM.TickDue(time.Now().UnixMilli()) {
+			continue
+		}
 		g.tick(ctx)
 	}
 }

@@ -128,6 +128,10 @@ func TestTicksFollowLeadership(t *testing.T) {
 	t.Parallel()
 	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(10*time.Millisecond))
 	leader := c.WaitForLeader(t, 0)
+	// A consult makes ticks due for a minute: its merchant's inflow window
+	// ages with log time.
+	setupMerchant(t, c, 0, "m", 0, 1, 5)
+	c.Propose(t, 0, consult("m", "b1"))
 	// Ticks alone move the log.
 	first := leader.Group(0).Info().CommitIndex
 	shardtest.Eventually(t, shardtest.WaitTimeout, func() error {
@@ -150,6 +154,20 @@ func TestTicksFollowLeadership(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A shard with nothing timed (here: no merchants at all) writes nothing:
+// its leader skips the ticks.
+func TestIdleShardSkipsTicks(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(10*time.Millisecond))
+	leader := c.WaitForLeader(t, 0)
+	c.WaitConverged(t, 0)
+	before := leader.Group(0).Info().CommitIndex
+	time.Sleep(50 * 10 * time.Millisecond) // 50 tick intervals
+	if after := leader.Group(0).Info().CommitIndex; after != before || !leader.Group(0).IsLeader() {
+		t.Fatalf("idle shard: commit index %d -> %d over 50 tick intervals (still leader: %v), want no entries", before, after, leader.Group(0).IsLeader())
+	}
 }
 
 func TestLeaderChanged(t *testing.T) {
