@@ -63,6 +63,8 @@ func TestParseFlags(t *testing.T) {
 		{"negative dead-after", []string{"--id", "a", "--data-dir", "/d", "--dead-after", "-1s"}, nil, "--dead-after"},
 		{"tiny heartbeat", []string{"--id", "a", "--data-dir", "/d", "--raft-heartbeat-timeout", "1ms"}, nil, "--raft-heartbeat-timeout"},
 		{"negative commit timeout", []string{"--id", "a", "--data-dir", "/d", "--raft-commit-timeout", "-1s"}, nil, "--raft-commit-timeout"},
+		{"coalesce window too long", []string{"--id", "a", "--data-dir", "/d", "--raft-coalesce-window", "200ms"}, nil, "--raft-coalesce-window"},
+		{"coalesce window too long for the heartbeat", []string{"--id", "a", "--data-dir", "/d", "--raft-heartbeat-timeout", "200ms", "--raft-coalesce-window", "50ms"}, nil, "--raft-coalesce-window"},
 		{"negative expect", []string{"--id", "a", "--data-dir", "/d", "--bootstrap-expect", "-1"}, nil, "--bootstrap-expect"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

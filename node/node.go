@@ -142,6 +142,7 @@ func (n *Node) start() error {
 	if d := n.cfg.RaftCommitTimeout; d > 0 {
 		hc.Raft.CommitTimeout = d
 	}
+	hc.Raft.CoalesceWindow = n.cfg.RaftCoalesceWindow
 	if n.host, err = shard.NewHost(hc); err != nil {
 		return err
 	}
