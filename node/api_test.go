@@ -253,6 +253,9 @@ func TestOperatorEndpoints(t *testing.T) {
 		`frontdesk_queue_length{shard="1"}`,
 		`frontdesk_shard_proposed_entries_total{shard="0"}`,
 		`frontdesk_shard_proposed_commands_total{shard="0"}`,
+		`frontdesk_raft_heartbeats_coalesced_total`,
+		`frontdesk_raft_heartbeat_batches_total`,
+		`frontdesk_raft_heartbeat_timeouts_total`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

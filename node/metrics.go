@@ -105,17 +105,29 @@ var (
 		"Times a watched peer's Raft port was found gone (its watch connection ended and a redial failed).", nil, nil)
 	descFastElections = prometheus.NewDesc("frontdesk_shard_fast_elections_total",
 		"Elections the open replicas started at once because their leader's node was found gone.", nil, nil)
+	// Coalesced heartbeats (shard/transport/beats.go).
+	descBeatCalls = prometheus.NewDesc("frontdesk_raft_heartbeats_coalesced_total",
+		"Heartbeats this node's leaders sent coalesced with other shards' to the same node.", nil, nil)
+	descBeatBatches = prometheus.NewDesc("frontdesk_raft_heartbeat_batches_total",
+		"Writes that carried coalesced heartbeats (heartbeats per write: the ratio of the two).", nil, nil)
+	descBeatTimeouts = prometheus.NewDesc("frontdesk_raft_heartbeat_timeouts_total",
+		"Coalesced heartbeats not answered within the transport timeout.", nil, nil)
 )
 
 func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue, descEntries, descCommands,
-		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails, descPeersDown, descFastElections} {
+		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails, descPeersDown, descFastElections,
+		descBeatCalls, descBeatBatches, descBeatTimeouts} {
 		ch <- d
 	}
 }
 
 func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(descPeersDown, prometheus.CounterValue, float64(c.n.mux.Stats().PeersDown))
+	ms := c.n.mux.Stats()
+	for d, v := range map[*prometheus.Desc]uint64{descPeersDown: ms.PeersDown, descBeatCalls: ms.BeatCalls,
+		descBeatBatches: ms.BeatBatches, descBeatTimeouts: ms.BeatTimeouts} {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
 	ch <- prometheus.MustNewConstMetric(descFastElections, prometheus.CounterValue, float64(c.n.host.FastElections()))
 	if st, ok := c.n.host.SharedLogStats(); ok {
 		for d, v := range map[*prometheus.Desc]uint64{descLogCommits: st.Commits, descLogWrites: st.Writes,

@@ -332,3 +332,37 @@ func TestBeatsMuxCloseFailsCalls(t *testing.T) {
 		t.Fatal("call waiting when the Mux closed: still waiting after 5s")
 	}
 }
+
+// TestBeatsNewTermDoesNotBlockOthers: a heartbeat bringing a new term (raft
+// persists it before answering, an fsync) does not hold up other shards'
+// heartbeats on the same connection.
+func TestBeatsNewTermDoesNotBlockOthers(t *testing.T) {
+	a, b := newTestMux(t), newTestMux(t)
+	release := make(chan struct{})
+	slow := mustTransport(t, b, 1, time.Millisecond)
+	slow.SetHeartbeatHandler(func(rpc raft.RPC) {
+		req := rpc.Command.(*raft.AppendEntriesRequest)
+		if req.Term == 5 {
+			<-release // persisting the new term
+		}
+		rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, LastLog: 1, Success: true}, nil)
+	})
+	fakeRaft(t, mustTransport(t, b, 2, time.Millisecond), 2)
+	target := raft.ServerAddress(b.Addr().String())
+	s1, s2 := mustTransport(t, a, 1, time.Millisecond), mustTransport(t, a, 2, time.Millisecond)
+
+	var resp raft.AppendEntriesResponse
+	if err := s1.AppendEntries("b", target, heartbeat(4), &resp); err != nil || resp.LastLog != 1 {
+		t.Fatalf("shard 1, term 4: (%+v, %v)", resp, err)
+	}
+	slowDone := make(chan error, 1)
+	go func() { slowDone <- s1.AppendEntries("b", target, heartbeat(5), &raft.AppendEntriesResponse{}) }()
+	time.Sleep(20 * time.Millisecond) // shard 1's new term is being persisted
+	if err := s2.AppendEntries("b", target, heartbeat(5), &resp); err != nil || resp.LastLog != 2 {
+		t.Fatalf("shard 2 while shard 1 persists a term: (%+v, %v)", resp, err)
+	}
+	close(release)
+	if err := <-slowDone; err != nil {
+		t.Fatalf("shard 1, term 5: %v", err)
+	}
+}

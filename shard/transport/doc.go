@@ -6,6 +6,10 @@
 // raft.NetworkTransportConfig.Stream; each shard keeps its own
 // raft.NetworkTransport, connection pool and RPC handlers, so shards never
 // block one another beyond sharing the socket buffers of the host.
+// [Mux.Transport] does that and more: it returns the shard's raft.Transport,
+// whose heartbeats travel to each peer together with every other shard's, in
+// one write per batch (beats.go says why), and which passes every RPC raft
+// receives through an optional filter.
 //
 // # Wire format
 //
@@ -24,6 +28,14 @@
 // is sent back: after the header the connection belongs to hashicorp/raft's
 // NetworkTransport protocol unchanged. With [WithTLS] the header travels
 // inside the TLS stream.
+//
+// A connection whose first byte is 0xF3 carries coalesced heartbeats (see
+// beats.go and [Mux.Transport]): no shard id follows; the dialing side then
+// sends msgpack values in triples (sequence number uint64, shard id uint32,
+// raft.AppendEntriesRequest), many in one write, and the accepting side
+// answers each with a triple (sequence number, error string — empty for
+// none —, raft.AppendEntriesResponse), in any order. Only heartbeats are
+// taken; anything else is answered with an error.
 //
 // A connection whose first byte is 0xF2 is a watch connection ([Mux.WatchPeers]):
 // no shard id follows and nothing more is sent either way; the accepting Mux

@@ -25,6 +25,7 @@ type Transport struct {
 	done   chan struct{}
 	filter func(raft.RPC) bool
 	hb     atomic.Pointer[func(raft.RPC)]
+	hbTerm atomic.Uint64 // highest term of a coalesced heartbeat served
 	hurry  atomic.Int32
 
 	closeOnce sync.Once
@@ -177,16 +178,31 @@ func (t *Transport) deliver(rpc raft.RPC) bool {
 	}
 }
 
-// serveHeartbeat answers a coalesced heartbeat at once through raft's
-// heartbeat handler.
+// serveHeartbeat answers a coalesced heartbeat through raft's heartbeat
+// handler: at once, unless the heartbeat brings a term newer than any
+// before. raft then persists the term (an fsync) before answering, so that
+// one is answered from a goroutine of its own, not to hold up the other
+// shards' heartbeats on the connection.
 func (t *Transport) serveHeartbeat(req *raft.AppendEntriesRequest, seq uint64, out *beatAnswers) {
 	fn := t.hb.Load()
 	if !isHeartbeat(req) || fn == nil {
 		out.add(seq, fmt.Errorf("transport: shard %d: only heartbeats are taken coalesced", t.shard), nil)
 		return
 	}
+	if prev := t.hbTerm.Load(); req.Term > prev && t.hbTerm.CompareAndSwap(prev, req.Term) {
+		go func() {
+			t.heartbeat(*fn, req, seq, out)
+			out.flush()
+		}()
+		return
+	}
+	t.heartbeat(*fn, req, seq, out)
+}
+
+// heartbeat calls raft's heartbeat handler fn with req and queues its answer.
+func (t *Transport) heartbeat(fn func(raft.RPC), req *raft.AppendEntriesRequest, seq uint64, out *beatAnswers) {
 	ch := make(chan raft.RPCResponse, 1)
-	(*fn)(raft.RPC{Command: req, RespChan: ch})
+	fn(raft.RPC{Command: req, RespChan: ch})
 	select {
 	case r := <-ch:
 		out.add(seq, r.Error, r.Response)
