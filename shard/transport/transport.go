@@ -164,17 +164,16 @@ func (t *Transport) run() {
 	}
 }
 
-// deliver hands rpc to raft, unless the filter answers it; it reports false
-// if the transport closed first (rpc is then not answered).
-func (t *Transport) deliver(rpc raft.RPC) bool {
+// deliver hands rpc to raft, unless the filter answers it or the transport
+// closes first (rpc is then not answered; the NetworkTransport that
+// produced it is closing too).
+func (t *Transport) deliver(rpc raft.RPC) {
 	if t.filter != nil && t.filter(rpc) {
-		return true
+		return
 	}
 	select {
 	case t.out <- rpc:
-		return true
 	case <-t.done:
-		return false
 	}
 }
 
