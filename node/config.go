@@ -44,7 +44,7 @@ type Config struct {
 	// of store it was first written with.
 	SharedLog bool // --shared-log
 	// Raft timings (0: shard.LANTiming). The election timeout equals the
-	// heartbeat timeout and the leader lease is half of it.
+	// heartbeat timeout and the leader lease is four fifths of it.
 	RaftHeartbeatTimeout time.Duration // --raft-heartbeat-timeout
 	RaftCommitTimeout    time.Duration // --raft-commit-timeout
 	RaftCoalesceWindow   time.Duration // --raft-coalesce-window

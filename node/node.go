@@ -137,7 +137,7 @@ func (n *Node) start() error {
 		hc.Raft = shard.FastTiming()
 	}
 	if d := n.cfg.RaftHeartbeatTimeout; d > 0 {
-		hc.Raft.HeartbeatTimeout, hc.Raft.ElectionTimeout, hc.Raft.LeaderLeaseTimeout = d, d, d/2
+		hc.Raft.HeartbeatTimeout, hc.Raft.ElectionTimeout, hc.Raft.LeaderLeaseTimeout = d, d, d*4/5
 	}
 	if d := n.cfg.RaftCommitTimeout; d > 0 {
 		hc.Raft.CommitTimeout = d

@@ -94,7 +94,7 @@ func LANTiming() RaftTiming {
 	return RaftTiming{
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond,
+		LeaderLeaseTimeout: 400 * time.Millisecond,
 		CommitTimeout:      50 * time.Millisecond,
 	}
 }
