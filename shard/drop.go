@@ -27,6 +27,11 @@ func (h *Host) Drop(shard uint32) error {
 	}
 	if open {
 		err := g.close()
+		if err == nil {
+			// Before the replica leaves Groups(): a node that lists no
+			// replica (drained) has no shard directory left either.
+			err = os.RemoveAll(shardDir(h.cfg.DataDir, shard))
+		}
 		h.mu.Lock()
 		delete(h.groups, shard)
 		h.mu.Unlock()
@@ -34,8 +39,7 @@ func (h *Host) Drop(shard uint32) error {
 		if err != nil {
 			return fmt.Errorf("shard %d: drop: %w", shard, err)
 		}
-	}
-	if err := os.RemoveAll(shardDir(h.cfg.DataDir, shard)); err != nil {
+	} else if err := os.RemoveAll(shardDir(h.cfg.DataDir, shard)); err != nil {
 		return fmt.Errorf("shard %d: drop: %w", shard, err)
 	}
 	if h.shared != nil {
