@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -297,21 +296,8 @@ func (p *beatPeer) flush() {
 const beatWriteTimeout = 5 * time.Second
 
 func (p *beatPeer) dial() (*beatConn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), beatDialTimeout)
-	defer cancel()
-	c, err := p.m.dialPeer(ctx, p.addr)
+	c, err := p.m.dialHeader(p.addr, headerBeats, beatDialTimeout)
 	if err != nil {
-		return nil, err
-	}
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
-	if _, err := c.Write([]byte{headerBeats}); err != nil {
-		c.Close()
-		return nil, err
-	}
-	if err := c.SetDeadline(time.Time{}); err != nil {
-		c.Close()
 		return nil, err
 	}
 	w := bufio.NewWriterSize(c, 16<<10)

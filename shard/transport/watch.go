@@ -202,6 +202,13 @@ func (w *watcher) hold(c net.Conn) bool {
 
 // dialWatch opens a watch connection to addr within timeout.
 func (m *Mux) dialWatch(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return m.dialHeader(addr, headerWatch, timeout)
+}
+
+// dialHeader connects to the Mux at addr and writes the one-byte header
+// opening a connection of that kind (headerWatch, headerBeats), within
+// timeout.
+func (m *Mux) dialHeader(addr raft.ServerAddress, header byte, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c, err := m.dialPeer(ctx, addr)
@@ -211,7 +218,7 @@ func (m *Mux) dialWatch(addr raft.ServerAddress, timeout time.Duration) (net.Con
 	if d, ok := ctx.Deadline(); ok {
 		c.SetDeadline(d)
 	}
-	if _, err := c.Write([]byte{headerWatch}); err != nil {
+	if _, err := c.Write([]byte{header}); err != nil {
 		c.Close()
 		return nil, err
 	}
