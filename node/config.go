@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,10 +40,12 @@ type Config struct {
 	SnapshotThreshold uint64        // --snapshot-threshold: log entries between snapshots
 	SnapshotInterval  time.Duration // --snapshot-interval: how often the threshold is checked
 	TrailingLogs      uint64        // --trailing-logs: entries a snapshot leaves in the log
-	// SharedLog keeps every shard's Raft log in one file with cross-shard
-	// group commit (shard.HostConfig.SharedLog). A data dir keeps the kind
-	// of store it was first written with.
-	SharedLog bool // --shared-log
+	// LogStore is where the shards' Raft logs live: "shared" (one file per
+	// node with cross-shard group commit, shard.HostConfig.SharedLog),
+	// "per-shard" (a raft.db per shard), or "auto" (the default): what the
+	// data dir was written with, shared for a new one. A data dir keeps the
+	// kind it was first written with; asking for the other fails at start.
+	LogStore string // --log-store (--shared-log is "shared")
 	// Raft timings (0: shard.LANTiming). The election timeout equals the
 	// heartbeat timeout and the leader lease is four fifths of it.
 	RaftHeartbeatTimeout time.Duration // --raft-heartbeat-timeout
@@ -111,9 +114,20 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", 0, "log entries since the last snapshot that make a shard take one (0: raft's default, 8192)")
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 0, "how often each shard checks --snapshot-threshold (0: raft's default, 120s)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", 0, "log entries a snapshot leaves behind for followers to catch up from (0: raft's default, 10240)")
-	fs.BoolVar(&c.SharedLog, "shared-log", false, "keep every shard's Raft log in one file, DATA_DIR/raft-shared.db, whose commits and fsyncs concurrent shards share (a data dir keeps the kind it was first written with)")
+	fs.StringVar(&c.LogStore, "log-store", LogStoreAuto, "where the shards' Raft logs live: shared (one file, DATA_DIR/raft-shared.db, whose commits and fsyncs concurrent shards share), per-shard (a raft.db per shard), or auto (what the data dir was written with; shared for a new one). A data dir keeps the kind it was first written with")
+	fs.BoolFunc("shared-log", "same as --log-store shared (=false: per-shard); kept for older scripts", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return err
+		}
+		c.LogStore = LogStorePerShard
+		if on {
+			c.LogStore = LogStoreShared
+		}
+		return nil
+	})
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "a follower that hears nothing from its leader for between this and twice this starts an election; leaders heartbeat every tenth of it (0: 500ms). A leader whose process dies is replaced at once regardless (shard/DESIGN.md)")
-	fs.DurationVar(&c.RaftCommitTimeout, "raft-commit-timeout", 0, "how often an idle leader tells followers the commit index (0: 50ms)")
+	fs.DurationVar(&c.RaftCommitTimeout, "raft-commit-timeout", 0, "how often an idle leader sends each follower an append anyway, which finds a follower whose log fell behind (0: 500ms; idle followers learn the commit index from the next heartbeat)")
 	fs.DurationVar(&c.RaftCoalesceWindow, "raft-coalesce-window", 0, "how long a shard's heartbeat may wait to travel with other shards' to the same node, in one write (0: a 25th of the heartbeat timeout; negative: each on its own)")
 	// Environment first, so that flags given on the command line win.
 	var envErr error
@@ -217,6 +231,13 @@ func (c *Config) Validate() error {
 	if c.RaftCoalesceWindow > hb/5 {
 		return fmt.Errorf("--raft-coalesce-window must be at most a fifth of the heartbeat timeout (%v), got %v", hb, c.RaftCoalesceWindow)
 	}
+	switch c.LogStore {
+	case "":
+		c.LogStore = LogStoreAuto
+	case LogStoreAuto, LogStoreShared, LogStorePerShard:
+	default:
+		return fmt.Errorf("--log-store must be %s, %s or %s, got %q", LogStoreAuto, LogStoreShared, LogStorePerShard, c.LogStore)
+	}
 	if c.DeadAfter < 0 {
 		return fmt.Errorf("--dead-after must not be negative, got %v", c.DeadAfter)
 	}
@@ -230,6 +251,29 @@ func (c *Config) Validate() error {
 		c.LeaderSettle = 5 * time.Second
 	}
 	return nil
+}
+
+// The values of --log-store.
+const (
+	LogStoreAuto     = "auto"
+	LogStoreShared   = "shared"
+	LogStorePerShard = "per-shard"
+)
+
+// sharedLog resolves --log-store for the data dir dir: auto keeps what dir
+// was written with and takes the shared store for a new one.
+func (c *Config) sharedLog(dir string) (bool, error) {
+	switch c.LogStore {
+	case LogStoreShared:
+		return true, nil
+	case LogStorePerShard:
+		return false, nil
+	}
+	shared, found, err := shard.DataDirLogStore(dir)
+	if err != nil {
+		return false, fmt.Errorf("--log-store auto: %w", err)
+	}
+	return shared || !found, nil
 }
 
 // advertiseFor is the address other nodes use for a listener bound to bind.

@@ -15,7 +15,7 @@ func TestParseFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.APIAddr != ":7420" || c.RaftAddr != ":7421" || c.GossipAddr != ":7422" || c.Shards != 16 || c.TickInterval != time.Second ||
-			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.SharedLog || c.RaftHeartbeatTimeout != 0 || c.RaftCommitTimeout != 0 {
+			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.LogStore != LogStoreAuto || c.RaftHeartbeatTimeout != 0 || c.RaftCommitTimeout != 0 {
 			t.Fatalf("unexpected defaults: %+v", c)
 		}
 	})
@@ -30,7 +30,7 @@ func TestParseFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.ID != "envid" || c.DataDir != "/e" || c.Shards != 8 || c.BootstrapExpect != 3 ||
-			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 || !c.SharedLog ||
+			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 || c.LogStore != LogStoreShared ||
 			c.RaftHeartbeatTimeout != time.Second || c.RaftCommitTimeout != 100*time.Millisecond {
 			t.Fatalf("got %+v", c)
 		}
@@ -55,6 +55,8 @@ func TestParseFlags(t *testing.T) {
 		want string
 	}{
 		{"no data dir", []string{"--id", "a"}, nil, "--data-dir is required"},
+		{"bad log store", []string{"--id", "a", "--data-dir", "/d", "--log-store", "bolt"}, nil, "--log-store"},
+		{"bad shared-log", []string{"--id", "a", "--data-dir", "/d", "--shared-log=maybe"}, nil, "shared-log"},
 		{"zero shards", []string{"--id", "a", "--data-dir", "/d", "--shards", "0"}, nil, "--shards"},
 		{"bad address", []string{"--id", "a", "--data-dir", "/d", "--api-addr", "nope"}, nil, "--api-addr"},
 		{"bad env", []string{"--id", "a", "--data-dir", "/d"}, map[string]string{"FRONTDESK_SHARDS": "many"}, "FRONTDESK_SHARDS"},

@@ -130,9 +130,13 @@ func (n *Node) start() error {
 	if n.mux, err = transport.NewMux(n.raftLn, advAddr, muxOpts...); err != nil {
 		return err
 	}
+	sharedLog, err := n.cfg.sharedLog(n.dataDir)
+	if err != nil {
+		return err
+	}
 	hc := shard.HostConfig{NodeID: n.cfg.ID, DataDir: n.dataDir, Mux: n.mux, Logger: n.log, TickInterval: n.cfg.TickInterval,
 		SnapshotThreshold: n.cfg.SnapshotThreshold, SnapshotInterval: n.cfg.SnapshotInterval, TrailingLogs: n.cfg.TrailingLogs,
-		SharedLog: n.cfg.SharedLog}
+		SharedLog: sharedLog}
 	if n.cfg.FastRaft {
 		hc.Raft = shard.FastTiming()
 	}
@@ -187,7 +191,11 @@ func (n *Node) start() error {
 	go func() { defer n.wg.Done(); n.form() }()
 	go func() { defer n.wg.Done(); n.watchLeadership() }()
 	go func() { defer n.wg.Done(); defer close(n.placeDone); n.placementLoop(ctx) }()
-	n.log.Info("node started", "api", apiAdv, "raft", raftAdv, "gossip", n.cfg.GossipAddr, "data_dir", n.dataDir)
+	logStore := LogStorePerShard
+	if _, shared := n.host.SharedLogStats(); shared {
+		logStore = LogStoreShared
+	}
+	n.log.Info("node started", "api", apiAdv, "raft", raftAdv, "gossip", n.cfg.GossipAddr, "data_dir", n.dataDir, "log_store", logStore)
 	return nil
 }
 

@@ -224,15 +224,41 @@ func BoltStore(dir string, _ uint32) (Store, error) {
 // (HostConfig.SharedLog).
 const SharedLogFile = "raft-shared.db"
 
+// DataDirLogStore reports which kind of log store the data dir was written
+// with: shared (DataDir/raft-shared.db exists) or one raft.db per shard
+// (some DataDir/shards/<n>/raft.db exists). found is false for a new or
+// empty data dir, which can take either. A Host refuses the kind a data dir
+// was not written with, so a caller with no preference of its own (the
+// node's --log-store auto) uses this to keep what is there.
+func DataDirLogStore(dataDir string) (shared, found bool, err error) {
+	if _, err := os.Stat(filepath.Join(dataDir, SharedLogFile)); err == nil {
+		return true, true, nil
+	} else if !os.IsNotExist(err) {
+		return false, false, fmt.Errorf("shard: %w", err)
+	}
+	dbs, err := filepath.Glob(filepath.Join(dataDir, "shards", "*", "raft.db"))
+	if err != nil {
+		return false, false, fmt.Errorf("shard: %w", err)
+	}
+	return false, len(dbs) > 0, nil
+}
+
 // openShared opens the Host's shared store if the config asks for one, and
 // checks that the data dir was not written with the other kind of store.
 func openShared(c *HostConfig) (*sharedlog.Store, error) {
 	path := filepath.Join(c.DataDir, SharedLogFile)
 	if !c.SharedLog {
 		if _, err := os.Stat(path); err == nil {
-			return nil, fmt.Errorf("shard: %s exists: this data dir was written with the shared log store (--shared-log)", path)
+			return nil, fmt.Errorf("shard: %s exists: this data dir was written with the shared log store (--log-store shared)", path)
 		}
 		return nil, nil
+	}
+	// Refuse a per-shard data dir before creating the shared file in it,
+	// so that asking for the wrong kind changes nothing.
+	if shared, found, err := DataDirLogStore(c.DataDir); err != nil {
+		return nil, err
+	} else if found && !shared {
+		return nil, fmt.Errorf("shard: %s has shards with their own raft.db: this data dir was written without the shared log store", c.DataDir)
 	}
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("shard: %w", err)

@@ -239,13 +239,15 @@ func TestSharedLogRefusesTheOtherKindOfDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Close()
-	h, err = newSharedHost(t, perShard, true)
-	if err != nil {
-		t.Fatal(err)
+	if h, err := newSharedHost(t, perShard, true); err == nil {
+		h.Close()
+		t.Fatal("a shared-log Host started on a data dir with a per-shard raft.db")
 	}
-	defer h.Close()
-	if _, err := h.Open(0); err == nil {
-		t.Fatal("a shared-log Host opened a shard that has a per-shard raft.db")
+	if _, err := os.Stat(filepath.Join(perShard, shard.SharedLogFile)); !os.IsNotExist(err) {
+		t.Fatalf("the refused Host left %s behind (stat: %v)", shard.SharedLogFile, err)
+	}
+	if shared, found, err := shard.DataDirLogStore(perShard); err != nil || shared || !found {
+		t.Fatalf("shard.DataDirLogStore(per-shard dir) = %v, %v, %v; want false, true, nil", shared, found, err)
 	}
 
 	shared := t.TempDir()
@@ -254,6 +256,12 @@ func TestSharedLogRefusesTheOtherKindOfDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Close()
+	if shared, found, err := shard.DataDirLogStore(shared); err != nil || !shared || !found {
+		t.Fatalf("shard.DataDirLogStore(shared dir) = %v, %v, %v; want true, true, nil", shared, found, err)
+	}
+	if _, found, err := shard.DataDirLogStore(t.TempDir()); err != nil || found {
+		t.Fatalf("shard.DataDirLogStore(empty dir): found %v, %v", found, err)
+	}
 	if h, err := newSharedHost(t, shared, false); err == nil {
 		h.Close()
 		t.Fatal("a per-shard Host started on a data dir with the shared store")

@@ -76,7 +76,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		fs.IntVar(&o.shards, "shards", 16, "with --local: the cluster's shard count")
 		fs.StringVar(&o.frontdeskd, "frontdeskd", "", "with --local: the frontdeskd binary (default: go build it from this module)")
 		fs.BoolVar(&o.keep, "keep", false, "with --local: keep the nodes' data dirs and logs")
-		fs.Func("node-args", "with --local: extra frontdeskd flags for every node, space-separated, after fdbench's own (so they win), e.g. \"--shared-log --log-level info\"", func(s string) error {
+		fs.Func("node-args", "with --local: extra frontdeskd flags for every node, space-separated, after fdbench's own (so they win), e.g. \"--log-store per-shard --log-level info\"", func(s string) error {
 			o.nodeArgs = append(o.nodeArgs, strings.Fields(s)...)
 			return nil
 		})
