@@ -76,11 +76,13 @@ type RaftTiming struct {
 	// long steps down. At most HeartbeatTimeout.
 	LeaderLeaseTimeout time.Duration
 	// CommitTimeout: how long the leader waits, with nothing new to send,
-	// before telling followers the commit index.
+	// before sending each follower an append anyway (which tells it the
+	// commit index and finds a follower whose log fell behind). Idle
+	// followers learn the commit index sooner, from a heartbeat
+	// (shard/transport/commit.go).
 	CommitTimeout time.Duration
-	// CoalesceWindow: how long a heartbeat or an AppendEntries without
-	// entries may wait to travel with other shards' to the same node (see
-	// transport.Transport). Zero means HeartbeatTimeout/25; negative sends
+	// CoalesceWindow: how long a heartbeat may wait to travel with other
+	// shards' to the same node (see transport.Transport). Zero means HeartbeatTimeout/25; negative sends
 	// each on its own connection, as raft alone does.
 	CoalesceWindow time.Duration
 }
@@ -95,7 +97,7 @@ func LANTiming() RaftTiming {
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 400 * time.Millisecond,
-		CommitTimeout:      50 * time.Millisecond,
+		CommitTimeout:      500 * time.Millisecond,
 	}
 }
 

@@ -129,6 +129,7 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 		return nil, err
 	}
 	g.guard.setRaft(g.raft)
+	g.trans.SetCommitIndex(g.raft.CommitIndex) // idle followers learn it from a heartbeat
 	g.prop = newBatcher(g, MaxBatchCommands, MaxInflightEntries, g.raft.Apply)
 
 	obs := make(chan raft.Observation, 16)

@@ -76,7 +76,11 @@ func (v *voteGuard) refuse(rpc raft.RPC) bool {
 	}
 	switch req := rpc.Command.(type) {
 	case *raft.AppendEntriesRequest:
-		if req.LeaderCommitIndex > 0 {
+		// Not from a heartbeat that carries the commit index
+		// (transport/commit.go, no PrevLogEntry): it tells at most what
+		// this replica acknowledged before losing its state, not the
+		// leader's commit index.
+		if req.LeaderCommitIndex > 0 && (req.PrevLogEntry > 0 || len(req.Entries) > 0) {
 			v.target.CompareAndSwap(0, req.LeaderCommitIndex)
 		}
 	case *raft.RequestVoteRequest:

@@ -8,7 +8,8 @@
 // block one another beyond sharing the socket buffers of the host.
 // [Mux.Transport] does that and more: it returns the shard's raft.Transport,
 // whose heartbeats travel to each peer together with every other shard's, in
-// one write per batch (beats.go says why), and which passes every RPC raft
+// one write per batch (beats.go says why), which tells idle followers the
+// commit index with a heartbeat (commit.go), and which passes every RPC raft
 // receives through an optional filter.
 //
 // # Wire format

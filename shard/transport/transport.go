@@ -27,6 +27,7 @@ type Transport struct {
 	hb     atomic.Pointer[func(raft.RPC)]
 	hbTerm atomic.Uint64 // highest term of a coalesced heartbeat served
 	hurry  atomic.Int32
+	stamps commitStamps // commit.go
 
 	closeOnce sync.Once
 	relay     sync.WaitGroup
@@ -118,8 +119,28 @@ func (t *Transport) Hurry() (done func()) {
 // proposed while it waited would wait too: one follower falls behind the
 // other, and a fast election can pick it first (a refused vote costs a
 // stagger, see shard/fastelect.go).
+//
+// A heartbeat that tells an idle follower the commit index (commit.go) is
+// not a heartbeat to the follower's raft: it goes over the NetworkTransport.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	if t.window <= 0 || !isHeartbeat(req) {
+	if !isHeartbeat(req) {
+		t.stamps.sending(id, req)
+		err := t.NetworkTransport.AppendEntries(id, target, req, resp)
+		if err == nil {
+			t.stamps.answered(id, req, resp)
+		}
+		return err
+	}
+	if t.hurry.Load() == 0 {
+		if stamped := t.stamps.stamp(id, req); stamped != nil {
+			err := t.NetworkTransport.AppendEntries(id, target, stamped, resp)
+			if err == nil {
+				t.stamps.told(id, stamped, resp)
+			}
+			return err
+		}
+	}
+	if t.window <= 0 {
 		return t.NetworkTransport.AppendEntries(id, target, req, resp)
 	}
 	window := t.window
@@ -131,6 +152,14 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, r
 		return t.NetworkTransport.AppendEntries(id, target, req, resp)
 	}
 	return err
+}
+
+// AppendEntriesPipeline refuses: raft then sends every append through
+// AppendEntries, where the Transport sees what each follower acknowledged
+// (commit.go). (The shards ran without pipelining before: in raft v1.7.3 a
+// deposed leader's pipeline can block raft.Shutdown for ever.)
+func (t *Transport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 // Close unregisters the shard and closes the NetworkTransport and its
