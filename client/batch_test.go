@@ -97,12 +97,35 @@ func TestBatchingCoalesces(t *testing.T) {
 	})
 }
 
-// TestBatchingOffByDefault: without WithBatching every call is its own
-// unary RPC.
-func TestBatchingOffByDefault(t *testing.T) {
+// TestBatchingOnByDefault: a client made without WithBatching coalesces
+// concurrent calls, at most DefaultBatchCalls per Batch.
+func TestBatchingOnByDefault(t *testing.T) {
+	fc := newFakeCluster(t, 1, 1)
+	fc.rpcDelay = 5 * time.Millisecond
+	c := newTestClient(t, fc)
+	fc.resetCalls()
+	const n = 300
+	_, errs := consultAll(t, testCtx(t, 10*time.Second), c, "m", "on", n)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	calls := fc.allCalls()
+	batches, batched, unary := batchStats(calls, consultP)
+	if batched+unary != n || batches == 0 || batches+unary > n/4 {
+		t.Fatalf("want %d consults coalesced by default, got %d batches of %d calls and %d unary", n, batches, batched, unary)
+	}
+	for _, c := range calls {
+		if c.procedure == batchP && c.batch > DefaultBatchCalls {
+			t.Fatalf("a batch of %d calls, more than DefaultBatchCalls (%d)", c.batch, DefaultBatchCalls)
+		}
+	}
+}
+
+// TestBatchingOff: with WithBatching(0) every call is its own unary RPC.
+func TestBatchingOff(t *testing.T) {
 	fc := newFakeCluster(t, 1, 1)
 	fc.rpcDelay = 2 * time.Millisecond
-	c := newTestClient(t, fc)
+	c := newTestClient(t, fc, WithBatching(0))
 	fc.resetCalls()
 	_, errs := consultAll(t, testCtx(t, 10*time.Second), c, "m", "off", 50)
 	if err := errors.Join(errs...); err != nil {

@@ -40,7 +40,7 @@ type endpoint struct {
 	admin    frontdeskv1connect.AdminServiceClient
 	event    frontdeskv1connect.EventServiceClient
 	cluster  frontdeskv1connect.ClusterServiceClient
-	// batch coalesces write calls (nil unless WithBatching).
+	// batch coalesces write calls (nil with WithBatching(0)).
 	batch *batcher
 }
 

@@ -31,12 +31,13 @@
 //
 // # Batching
 //
-// With WithBatching, write calls issued concurrently to the same node travel
-// together in DispatchService.Batch RPCs, which under load cuts the CPU each
-// call costs on both sides. It changes nothing else: the server answers each
-// call of a batch exactly as it would alone, and the client applies the rules
-// above to each call separately (its own context, request id, retries and
-// redirects). Off by default.
+// Write calls issued concurrently to the same node travel together in
+// DispatchService.Batch RPCs, which under load cuts the CPU each call costs
+// on both sides. It changes nothing else: the server answers each call of a
+// batch exactly as it would alone, and the client applies the rules above to
+// each call separately (its own context, request id, retries and redirects).
+// On by default (DefaultBatchCalls); WithBatching sets the size, and
+// WithBatching(0) sends every call as its own RPC.
 //
 // # Reads
 //

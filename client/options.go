@@ -55,6 +55,7 @@ func defaultConfig() config {
 		maxBackoff:  DefaultMaxBackoff,
 		log:         slog.New(slog.DiscardHandler),
 		batchStall:  defaultBatchStall,
+		batchMax:    DefaultBatchCalls,
 	}
 }
 
@@ -144,7 +145,10 @@ func WithProtocol(p Protocol) Option {
 // it would alone). A call whose context ends while its batch is out
 // returns what a unary call would, indeterminate included. Nodes that do
 // not serve Batch (UNIMPLEMENTED) get unary calls from then on. Reads are
-// never batched. maxCalls <= 0 leaves batching off (the default).
+// never batched.
+//
+// Batching is on by default with DefaultBatchCalls; maxCalls <= 0 turns it
+// off, so that every call is its own unary RPC.
 func WithBatching(maxCalls int) Option {
 	return func(c *config) { c.batchMax = min(max(maxCalls, 0), MaxBatchCalls) }
 }

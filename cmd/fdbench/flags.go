@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/frontdeskhq/frontdesk/client"
 )
 
 // options are every command's flags (each command uses its share).
@@ -81,7 +83,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 			return nil
 		})
 		fs.IntVar(&o.clients, "clients", 1, "client.Client instances (each with its own connection per node), used in turn")
-		fs.IntVar(&o.batch, "batch", 0, "client batching (client.WithBatching): up to this many concurrent calls to a node per Batch RPC; 0 = off")
+		fs.IntVar(&o.batch, "batch", client.DefaultBatchCalls, "client batching (client.WithBatching): up to this many concurrent calls to a node per Batch RPC; 0 = off, every call its own RPC")
 	}
 	if cmd == "ceiling" {
 		fs.IntVar(&o.groups, "groups", 1, "ceiling: raft groups (merchants spread over them like over shards)")

@@ -180,10 +180,8 @@ func runChaos(t *testing.T, d cluster.Driver, noPartition error, batch int) {
 	if err := env.AwaitHealthy(ctx, 90*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	opts := []client.Option{client.WithRetry(10*time.Millisecond, 200*time.Millisecond), client.WithCallTimeout(time.Second)}
-	if batch > 0 {
-		opts = append(opts, client.WithBatching(batch))
-	}
+	opts := []client.Option{client.WithRetry(10*time.Millisecond, 200*time.Millisecond), client.WithCallTimeout(time.Second),
+		client.WithBatching(batch)} // 0: unary calls (the client's default batches)
 	cl, err := client.New(ctx, d.APIAddrs(), opts...)
 	if err != nil {
 		t.Fatal(err)
