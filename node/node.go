@@ -192,7 +192,7 @@ func (n *Node) start() error {
 	go func() { defer n.wg.Done(); n.watchLeadership() }()
 	go func() { defer n.wg.Done(); defer close(n.placeDone); n.placementLoop(ctx) }()
 	logStore := LogStorePerShard
-	if _, shared := n.host.SharedLogStats(); shared {
+	if sharedLog {
 		logStore = LogStoreShared
 	}
 	n.log.Info("node started", "api", apiAdv, "raft", raftAdv, "gossip", n.cfg.GossipAddr, "data_dir", n.dataDir, "log_store", logStore)
