@@ -112,12 +112,14 @@ var (
 		"Writes that carried coalesced heartbeats (heartbeats per write: the ratio of the two).", nil, nil)
 	descBeatTimeouts = prometheus.NewDesc("frontdesk_raft_heartbeat_timeouts_total",
 		"Coalesced heartbeats not answered within the transport timeout.", nil, nil)
+	descStaleConns = prometheus.NewDesc("frontdesk_raft_stale_conns_total",
+		"Raft RPCs sent again because their pooled connection had been closed by the peer (typically after the peer restarted).", nil, nil)
 )
 
 func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue, descEntries, descCommands,
 		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails, descPeersDown, descFastElections,
-		descBeatCalls, descBeatBatches, descBeatTimeouts} {
+		descBeatCalls, descBeatBatches, descBeatTimeouts, descStaleConns} {
 		ch <- d
 	}
 }
@@ -125,7 +127,7 @@ func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
 	ms := c.n.mux.Stats()
 	for d, v := range map[*prometheus.Desc]uint64{descPeersDown: ms.PeersDown, descBeatCalls: ms.BeatCalls,
-		descBeatBatches: ms.BeatBatches, descBeatTimeouts: ms.BeatTimeouts} {
+		descBeatBatches: ms.BeatBatches, descBeatTimeouts: ms.BeatTimeouts, descStaleConns: ms.StaleConns} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	ch <- prometheus.MustNewConstMetric(descFastElections, prometheus.CounterValue, float64(c.n.host.FastElections()))

@@ -64,12 +64,14 @@ type Stats struct {
 	BeatCalls    uint64 // AppendEntries without entries sent coalesced (beats.go)
 	BeatBatches  uint64 // writes that carried them
 	BeatTimeouts uint64 // coalesced calls not answered in time
+	StaleConns   uint64 // raft RPCs sent again: their pooled connection was closed by the peer (stale.go)
 }
 
 type counters struct {
 	accepted, routed, unknownShard, badHeader atomic.Uint64
 	watching, watchLost, peersDown            atomic.Uint64
 	beatCalls, beatBatches, beatTimeouts      atomic.Uint64
+	staleConns                                atomic.Uint64
 }
 
 // NewMux returns a Mux that serves ln until Close; it takes ownership of ln.
@@ -122,6 +124,7 @@ func (m *Mux) Stats() Stats {
 		BeatCalls:    m.stats.beatCalls.Load(),
 		BeatBatches:  m.stats.beatBatches.Load(),
 		BeatTimeouts: m.stats.beatTimeouts.Load(),
+		StaleConns:   m.stats.staleConns.Load(),
 	}
 }
 

@@ -20,6 +20,7 @@ type Transport struct {
 	shard   uint32
 	window  time.Duration // 0: no coalescing
 	timeout time.Duration
+	pool    int // the NetworkTransport's MaxPool: retries on stale connections (stale.go)
 
 	out    chan raft.RPC // what raft consumes
 	done   chan struct{}
@@ -65,6 +66,7 @@ func (m *Mux) Transport(shard uint32, cfg TransportConfig) (*Transport, error) {
 		shard:            shard,
 		window:           max(cfg.CoalesceWindow, 0),
 		timeout:          cfg.Net.Timeout,
+		pool:             max(cfg.Net.MaxPool, 1),
 		out:              make(chan raft.RPC),
 		done:             make(chan struct{}),
 		filter:           cfg.Filter,
@@ -122,10 +124,13 @@ func (t *Transport) Hurry() (done func()) {
 //
 // A heartbeat that tells an idle follower the commit index (commit.go) is
 // not a heartbeat to the follower's raft: it goes over the NetworkTransport.
+//
+// Whatever goes over the NetworkTransport is retried if its pooled
+// connection turns out closed by the peer (stale.go).
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if !isHeartbeat(req) {
 		t.stamps.sending(id, req)
-		err := t.NetworkTransport.AppendEntries(id, target, req, resp)
+		err := t.appendDirect(id, target, req, resp)
 		if err == nil {
 			t.stamps.answered(id, req, resp)
 		}
@@ -133,7 +138,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, r
 	}
 	if t.hurry.Load() == 0 {
 		if stamped := t.stamps.stamp(id, req); stamped != nil {
-			err := t.NetworkTransport.AppendEntries(id, target, stamped, resp)
+			err := t.appendDirect(id, target, stamped, resp)
 			if err == nil {
 				t.stamps.told(id, stamped, resp)
 			}
@@ -141,7 +146,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, r
 		}
 	}
 	if t.window <= 0 {
-		return t.NetworkTransport.AppendEntries(id, target, req, resp)
+		return t.appendDirect(id, target, req, resp)
 	}
 	window := t.window
 	if t.hurry.Load() > 0 {
@@ -149,7 +154,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, r
 	}
 	err := t.mux.beat(t.shard, target, req, resp, window, t.timeout)
 	if errors.Is(err, errNoBeats) {
-		return t.NetworkTransport.AppendEntries(id, target, req, resp)
+		return t.appendDirect(id, target, req, resp)
 	}
 	return err
 }

@@ -1,0 +1,66 @@
+package transport
+
+import "github.com/hashicorp/raft"
+
+// A raft.NetworkTransport keeps up to MaxPool idle connections per peer and
+// finds out that one is dead only by using it. When a peer's process
+// restarts, the connections this node pooled to it while they were in use
+// stay in the pool, closed by the peer, until the next RPC picks them up:
+// typically a leader's first append to that follower after it wins an
+// election for a shard it led before the restart. The append fails (EOF or
+// connection reset), and raft retries only when a new entry is proposed or
+// after the commit timeout, so the new leader's first commit, and every
+// client waiting for it, waits that long.
+//
+// So the Transport retries an RPC whose connection turned out closed by the
+// peer, on the next pooled connection or a freshly dialed one, up to
+// MaxPool times: with a pool of n, n stale connections and one dial. Only
+// idempotent RPCs are retried: AppendEntries (the follower checks the
+// previous entry and overwrites identical entries), RequestVote and
+// RequestPreVote (a voter grants the same candidate again in the same
+// term). A dead peer fails the dial, which is not retried; a silent one
+// fails by timeout, not retried either. (closedByPeer is in beats.go.)
+
+// retryStale calls rpc, and again while it fails on a connection the peer
+// had closed, at most t.pool more times; each retry counts in
+// Stats.StaleConns.
+func (t *Transport) retryStale(rpc func() error) error {
+	err := rpc()
+	for i := 0; i < t.pool && err != nil && closedByPeer(err); i++ {
+		select {
+		case <-t.done:
+			return err
+		default:
+		}
+		t.mux.stats.staleConns.Add(1)
+		err = rpc()
+	}
+	return err
+}
+
+// appendDirect sends req over the NetworkTransport, retrying on stale
+// connections. resp is cleared before a retry.
+func (t *Transport) appendDirect(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	return t.retryStale(func() error {
+		*resp = raft.AppendEntriesResponse{}
+		return t.NetworkTransport.AppendEntries(id, target, req, resp)
+	})
+}
+
+// RequestVote sends a vote request over the NetworkTransport, retrying on
+// stale connections.
+func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, req *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	return t.retryStale(func() error {
+		*resp = raft.RequestVoteResponse{}
+		return t.NetworkTransport.RequestVote(id, target, req, resp)
+	})
+}
+
+// RequestPreVote sends a pre-vote request over the NetworkTransport,
+// retrying on stale connections.
+func (t *Transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, req *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	return t.retryStale(func() error {
+		*resp = raft.RequestPreVoteResponse{}
+		return t.NetworkTransport.RequestPreVote(id, target, req, resp)
+	})
+}

@@ -1,0 +1,144 @@
+package transport
+
+import (
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// restartMux closes m and starts a new Mux listening on its address, as the
+// node's process restarting would; the connections peers pooled to m are
+// left closed by this end.
+func restartMux(t *testing.T, m *Mux) *Mux {
+	t.Helper()
+	addr := m.Addr().String()
+	if err := m.Close(); err != nil {
+		t.Fatalf("closing mux %s: %v", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", addr, err)
+	}
+	nm, err := NewMux(ln, nil, WithLogger(testLogger(t, slog.LevelDebug)))
+	if err != nil {
+		t.Fatalf("NewMux(%s): %v", addr, err)
+	}
+	t.Cleanup(func() { nm.Close() })
+	return nm
+}
+
+// answerInPairs answers tr's AppendEntries two at a time, so that two sent
+// concurrently are both in flight, each on a connection of its own.
+func answerInPairs(t *testing.T, tr *Transport) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var held []raft.RPC
+		for {
+			select {
+			case rpc := <-tr.Consumer():
+				held = append(held, rpc)
+				if len(held) < 2 {
+					continue
+				}
+				for _, r := range held {
+					req := r.Command.(*raft.AppendEntriesRequest)
+					r.Respond(&raft.AppendEntriesResponse{Term: req.Term, LastLog: 1001, Success: true}, nil)
+				}
+				held = nil
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); wg.Wait() })
+}
+
+// TestStaleConnsRetried: after the peer restarts, the connections pooled to
+// it are closed by its end; an append or a vote request that picks one up
+// is sent again on the next connection, not failed back to raft.
+func TestStaleConnsRetried(t *testing.T) {
+	a, b := newTestMux(t), newTestMux(t)
+	ta := mustTransport(t, a, 1, 0) // MaxPool 2
+	answerInPairs(t, mustTransport(t, b, 1, 0))
+	target := raft.ServerAddress(b.Addr().String())
+	withEntries := idleAppend(1)
+	withEntries.Entries = []*raft.Log{{Index: 11, Term: 1, Type: raft.LogCommand, Data: []byte("x")}}
+
+	// Two appends in flight at once: two connections, both pooled after.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp raft.AppendEntriesResponse
+			errs[i] = ta.AppendEntries("b", target, withEntries, &resp)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("append before the restart: %v", err)
+		}
+	}
+	if st := a.Stats(); st.StaleConns != 0 {
+		t.Fatalf("StaleConns = %d before the restart, want 0", st.StaleConns)
+	}
+
+	// The peer restarts: both pooled connections are stale. The next append
+	// goes through after trying both and dialing a third.
+	b = restartMux(t, b)
+	fakeRaft(t, mustTransport(t, b, 1, 0), 1)
+	var resp raft.AppendEntriesResponse
+	if err := ta.AppendEntries("b", target, withEntries, &resp); err != nil || resp.LastLog != 1001 || !resp.Success {
+		t.Fatalf("append after the peer restarted: (%+v, %v), want it answered by the new peer (LastLog 1001)", resp, err)
+	}
+	if st := a.Stats(); st.StaleConns != 2 {
+		t.Errorf("StaleConns = %d, want 2 (both pooled connections)", st.StaleConns)
+	}
+
+	// The control: raft's NetworkTransport alone fails on a stale
+	// connection (the one pooled by the append above).
+	b = restartMux(t, b)
+	fakeRaft(t, mustTransport(t, b, 1, 0), 1)
+	err := ta.NetworkTransport.AppendEntries("b", target, withEntries, &resp)
+	if err == nil || !closedByPeer(err) {
+		t.Fatalf("NetworkTransport.AppendEntries on a stale connection: %v; want a closed-by-peer error (else this test shows nothing)", err)
+	}
+
+	// Vote requests are retried too. (fakeRaft answers them with an error
+	// of its own, which shows the request reached the restarted peer.)
+	if err := ta.AppendEntries("b", target, withEntries, &resp); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	b = restartMux(t, b)
+	fakeRaft(t, mustTransport(t, b, 1, 0), 1)
+	before := a.Stats().StaleConns
+	var vote raft.RequestVoteResponse
+	err = ta.RequestVote("b", target, &raft.RequestVoteRequest{Term: 2}, &vote)
+	if err == nil || !strings.Contains(err.Error(), "unexpected *raft.RequestVoteRequest") {
+		t.Fatalf("RequestVote after the peer restarted: %v; want the new peer's answer", err)
+	}
+	if got := a.Stats().StaleConns - before; got != 1 {
+		t.Errorf("RequestVote: %d stale connections retried, want 1", got)
+	}
+
+	// A peer that is gone fails the dial: not retried.
+	addr := b.Addr().String()
+	b.Close()
+	before = a.Stats().StaleConns
+	if err := ta.AppendEntries("b", target, withEntries, &resp); err == nil {
+		t.Fatalf("append to a closed peer %s succeeded", addr)
+	}
+	if got := a.Stats().StaleConns - before; got > 2 {
+		t.Errorf("append to a closed peer: %d retries, want at most MaxPool (2)", got)
+	}
+}
