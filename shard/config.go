@@ -97,7 +97,7 @@ func LANTiming() RaftTiming {
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 400 * time.Millisecond,
-		CommitTimeout:      50 * time.Millisecond,
+		CommitTimeout:      500 * time.Millisecond,
 	}
 }
 
