@@ -14,14 +14,16 @@ import (
 // killed shard, and the leader changes of the calm phase.
 type failoverReport struct {
 	result
-	Shard      uint32 `json:"shard"`
-	Kills      int    `json:"kills"`
-	FailoverMs struct {
-		P50     float64   `json:"p50"`
-		P99     float64   `json:"p99"`
-		Max     float64   `json:"max"`
-		Samples []float64 `json:"samples"`
-	} `json:"failover_ms"`
+	Shard      uint32      `json:"shard"`
+	Kills      int         `json:"kills"`
+	FailoverMs windowStats `json:"failover_ms"`
+	// AllShards: the windows of every shard the killed node led at each
+	// kill, the measured one included (a shard that serves few ops adds
+	// the wait for its next op to its window).
+	AllShards struct {
+		Windows     windowStats `json:"failover_ms"`
+		Unrecovered int         `json:"unrecovered"`
+	} `json:"all_shards"`
 	// Nodes and Bench (in result) are measured in the calm phase.
 	// Unrecovered counts kills after which the shard served nothing
 	// within 30 s (each is a 30,000 ms sample).
@@ -36,19 +38,73 @@ type failoverReport struct {
 	} `json:"calm"`
 }
 
-// recovery watches one shard's ops for the first success after a kill.
+// recovery watches shards' ops for the first success after a kill: the
+// measured shard, and every other shard the killed node led then.
 type recovery struct {
-	shard uint32
-	armed atomic.Int64 // the kill's time (Unix ns); 0: not armed
-	back  atomic.Int64 // end of the first op on the shard started after it
+	armed atomic.Int64   // the kill's time (Unix ns); 0: not armed
+	watch []atomic.Bool  // by shard: watched for this kill
+	back  []atomic.Int64 // by shard: end of the first op on it started after the kill
+}
+
+func newRecovery(shards int) *recovery {
+	return &recovery{watch: make([]atomic.Bool, shards), back: make([]atomic.Int64, shards)}
 }
 
 func (r *recovery) ack(shard uint32, start, end time.Time) {
 	k := r.armed.Load()
-	if shard != r.shard || k == 0 || start.UnixNano() < k {
+	if k == 0 || start.UnixNano() < k || int(shard) >= len(r.watch) || !r.watch[shard].Load() {
 		return
 	}
-	r.back.CompareAndSwap(0, end.UnixNano())
+	r.back[shard].CompareAndSwap(0, end.UnixNano())
+}
+
+// arm starts watching shards for a kill at t.
+func (r *recovery) arm(t time.Time, shards []uint32) {
+	for _, s := range shards {
+		r.back[s].Store(0)
+		r.watch[s].Store(true)
+	}
+	r.armed.Store(t.UnixNano())
+}
+
+// disarm stops watching.
+func (r *recovery) disarm() {
+	r.armed.Store(0)
+	for i := range r.watch {
+		r.watch[i].Store(false)
+	}
+}
+
+// wait returns, for each of shards, how long after killedAt it served
+// again; a shard that did not within maxRecovery gets maxRecovery and
+// unrecovered is true. It waits for all of them.
+func (r *recovery) wait(ctx context.Context, killedAt time.Time, shards []uint32) (wins []time.Duration, unrecovered []bool) {
+	wins, unrecovered = make([]time.Duration, len(shards)), make([]bool, len(shards))
+	for {
+		left := 0
+		for i, s := range shards {
+			if wins[i] != 0 {
+				continue
+			}
+			if b := r.back[s].Load(); b != 0 {
+				wins[i] = time.Unix(0, b).Sub(killedAt)
+				continue
+			}
+			left++
+		}
+		if left == 0 {
+			return wins, unrecovered
+		}
+		if time.Since(killedAt) > maxRecovery || ctx.Err() != nil {
+			for i := range wins {
+				if wins[i] == 0 {
+					wins[i], unrecovered[i] = maxRecovery, true
+				}
+			}
+			return wins, unrecovered
+		}
+		sleep(ctx, 2*time.Millisecond)
+	}
 }
 
 // maxRecovery bounds the wait for a shard to serve again after a kill.
@@ -65,7 +121,7 @@ func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) e
 	if o.shard >= 0 {
 		rep.Shard = uint32(o.shard)
 	}
-	rec := &recovery{shard: rep.Shard}
+	rec := newRecovery(int(e.t.cl.Shards()))
 	stop := make(chan struct{})
 	ro := runOpts{conc: o.conc, warmup: o.warmup, surge: o.surge, opTimeout: o.opTimeout,
 		progress: stderr, label: "failover ", ack: rec.ack, stop: stop}
@@ -101,7 +157,7 @@ func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stderr, "fdbench: calm phase: %d leader changes in %.0f s\n", rep.Calm.SpuriousElections, rep.Calm.Seconds)
 
-	var windows []time.Duration
+	var windows, allWindows []time.Duration
 	for k := 0; k < o.kills && ctx.Err() == nil; k++ {
 		leader := -1
 		for deadline := time.Now().Add(maxRecovery); leader < 0 && time.Now().Before(deadline) && ctx.Err() == nil; {
@@ -112,27 +168,34 @@ func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) e
 		if leader < 0 {
 			return fmt.Errorf("kill %d: shard %d has no leader", k+1, rep.Shard)
 		}
-		rec.back.Store(0)
+		others := e.local.shardsLedBy(ctx, leader, rep.Shard)
+		watched := append([]uint32{rep.Shard}, others...)
 		killedAt := time.Now()
-		rec.armed.Store(killedAt.UnixNano())
+		rec.arm(killedAt, watched)
 		e.local.kill(leader)
-		var win time.Duration
-		for {
-			if b := rec.back.Load(); b != 0 {
-				win = time.Unix(0, b).Sub(killedAt)
-				break
-			}
-			if time.Since(killedAt) > maxRecovery || ctx.Err() != nil {
-				win = maxRecovery
-				rep.Unrecovered++
-				break
-			}
-			sleep(ctx, 2*time.Millisecond)
+		wins, lost := rec.wait(ctx, killedAt, watched)
+		rec.disarm()
+		win := wins[0]
+		if lost[0] {
+			rep.Unrecovered++
 		}
-		rec.armed.Store(0)
 		windows = append(windows, win)
-		fmt.Fprintf(stderr, "fdbench: kill %d: %s led shard %d; shard served again after %v\n",
+		worst, worstShard := time.Duration(0), uint32(0)
+		for i, d := range wins[1:] {
+			allWindows = append(allWindows, d)
+			if lost[i+1] {
+				rep.AllShards.Unrecovered++
+			}
+			if d > worst {
+				worst, worstShard = d, others[i]
+			}
+		}
+		fmt.Fprintf(stderr, "fdbench: kill %d: %s led shard %d; shard served again after %v",
 			k+1, e.local.nodes[leader].id, rep.Shard, win.Round(time.Millisecond))
+		if len(others) > 0 {
+			fmt.Fprintf(stderr, "; of the %d other shards it led, the last (%d) after %v", len(others), worstShard, worst.Round(time.Millisecond))
+		}
+		fmt.Fprintln(stderr)
 		if err := e.local.start(leader); err != nil {
 			return err
 		}
@@ -146,15 +209,10 @@ func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) e
 	rep.result = newResult("failover", ro, int(e.t.cl.Shards()), m)
 	rep.Nodes, rep.Bench = calm.Nodes, calm.Bench // pids change with restarts: the calm phase's
 	rep.LoadAvg.Start, rep.LoadAvg.End = w.load0, loadAvg()
-	slices.Sort(windows)
-	for _, d := range windows {
-		rep.FailoverMs.Samples = append(rep.FailoverMs.Samples, ms(d))
-	}
-	if len(windows) > 0 {
-		rep.FailoverMs.P50 = ms(quantile(windows, 0.5))
-		rep.FailoverMs.P99 = ms(quantile(windows, 0.99))
-		rep.FailoverMs.Max = ms(windows[len(windows)-1])
-	}
+	rep.FailoverMs = summarize(windows)
+	allWindows = append(allWindows, windows...)
+	rep.AllShards.Windows = summarize(allWindows)
+	rep.AllShards.Unrecovered += rep.Unrecovered
 	if o.json {
 		return printJSON(stdout, rep)
 	}
@@ -162,8 +220,32 @@ func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "\nshard %d, %d kills: failover p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d unrecovered within %v)\n",
 		rep.Shard, len(windows), rep.FailoverMs.P50, rep.FailoverMs.P99, rep.FailoverMs.Max, rep.Unrecovered, maxRecovery)
 	fmt.Fprintf(stdout, "samples ms: %v\n", rep.FailoverMs.Samples)
+	fmt.Fprintf(stdout, "every shard the killed node led (%d windows): p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d unrecovered)\n",
+		len(allWindows), rep.AllShards.Windows.P50, rep.AllShards.Windows.P99, rep.AllShards.Windows.Max, rep.AllShards.Unrecovered)
 	fmt.Fprintf(stdout, "calm phase: %d leader changes in %.0f s\n", rep.Calm.SpuriousElections, rep.Calm.Seconds)
 	return nil
+}
+
+// windowStats summarizes unavailability windows, in milliseconds.
+type windowStats struct {
+	P50     float64   `json:"p50"`
+	P99     float64   `json:"p99"`
+	Max     float64   `json:"max"`
+	Samples []float64 `json:"samples"`
+}
+
+func summarize(windows []time.Duration) windowStats {
+	var st windowStats
+	slices.Sort(windows)
+	for _, d := range windows {
+		st.Samples = append(st.Samples, ms(d))
+	}
+	if len(windows) > 0 {
+		st.P50 = ms(quantile(windows, 0.5))
+		st.P99 = ms(quantile(windows, 0.99))
+		st.Max = ms(windows[len(windows)-1])
+	}
+	return st
 }
 
 // quantile is the nearest-rank q-quantile of sorted durations.

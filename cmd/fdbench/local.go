@@ -251,6 +251,22 @@ func (c *localCluster) leaderOf(ctx context.Context, shard uint32) int {
 	return leader
 }
 
+// shardsLedBy lists the shards, other than except, whose replica on node i
+// leads them (none if its shard map cannot be read).
+func (c *localCluster) shardsLedBy(ctx context.Context, i int, except uint32) []uint32 {
+	m, err := shardMapOf(ctx, c.nodes[i].api)
+	if err != nil {
+		return nil
+	}
+	var led []uint32
+	for s, si := range m.ShardInfos {
+		if si.LocalState == "Leader" && uint32(s) != except {
+			led = append(led, uint32(s))
+		}
+	}
+	return led
+}
+
 func tailFile(path string, lines int) string {
 	b, _ := os.ReadFile(path)
 	parts := strings.Split(strings.TrimRight(string(b), "\n"), "\n")

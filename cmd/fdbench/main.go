@@ -45,7 +45,8 @@ commands:
   w1        workload W1 against a cluster (--addr) or local nodes (--local 3)
   ceiling   W1 applied straight to an in-process 3-node hashicorp/raft cluster
   inproc    W1 through shard.Group.Propose on 3 in-process shard hosts (no RPC)
-  failover  SIGKILL a shard's leader under W1 load, --kills times
+  failover  SIGKILL a shard's leader under W1 load, --kills times: windows of
+            that shard and of every other shard its node led
 
 Run "fdbench <command> -h" for its flags.
 `
