@@ -3,8 +3,10 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -24,7 +26,8 @@ import (
 // either direction). When the connection ends, the Mux dials the address
 // again with a short timeout (WatchRedialTimeout); if that fails too, the
 // peer's Raft port is gone and the Mux calls the function set by
-// OnPeerDown. A connection that merely broke, to a peer that still
+// OnPeerDown. (A redial that fails other than by refusal — reset, timeout —
+// is tried once more first.) A connection that merely broke, to a peer that still
 // listens, is replaced without a report. A peer that is paused, partitioned
 // or whose host lost power closes nothing; raft's timeouts cover those.
 //
@@ -150,7 +153,15 @@ func (m *Mux) watch(w *watcher) {
 			return
 		}
 		m.stats.watchLost.Add(1)
-		if c, err = m.dialWatch(w.addr, WatchRedialTimeout); err != nil {
+		c, err = m.dialWatch(w.addr, WatchRedialTimeout)
+		if err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+			// Only a refusal is the kernel saying nobody listens. A
+			// dial to a live peer has been seen to fail with a reset
+			// (once in 20 kills, a few ms after another node died):
+			// ask once more before reporting.
+			c, err = m.dialWatch(w.addr, WatchRedialTimeout)
+		}
+		if err != nil {
 			c = nil
 			m.stats.peersDown.Add(1)
 			m.logger.Info("watched peer's raft port is gone", "peer", w.addr, "err", err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,4 +161,65 @@ func TestWatchBrokenConnectionIsNotPeerDown(t *testing.T) {
 	waitWatching(t, b, 0)
 	b.Close()
 	checkLeaks()
+}
+
+// A redial that fails by a reset, to a peer that still listens, is tried
+// again instead of reported; a refused one is reported at once.
+func TestWatchRedialResetIsRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		fail       error
+		wantReport bool
+	}{
+		{"reset", syscall.ECONNRESET, false},
+		{"refused", syscall.ECONNREFUSED, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu    sync.Mutex
+				conns []net.Conn
+				fails int // dials left to fail with tc.fail
+			)
+			dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if fails > 0 {
+					fails--
+					return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", tc.fail)}
+				}
+				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if err == nil {
+					conns = append(conns, c)
+				}
+				return c, err
+			}
+			a := newTestMux(t, WithDialer(dial))
+			b := newTestMux(t)
+			var rec downRecorder
+			a.OnPeerDown(rec.report)
+			a.WatchPeers([]raft.ServerAddress{raft.ServerAddress(b.Addr().String())})
+			waitWatching(t, b, 1)
+
+			mu.Lock()
+			fails = 1
+			first := conns[0]
+			mu.Unlock()
+			first.Close() // the connection ends; the next dial fails once
+			eventually(t, 10*time.Second, func() error {
+				if s := a.Stats(); s.WatchLost < 1 {
+					return fmt.Errorf("stats %+v: the ended connection not noticed yet", s)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if fails > 0 || len(conns) < 2 {
+					return fmt.Errorf("not redialed yet")
+				}
+				return nil
+			})
+			waitWatching(t, b, 1)
+			if got := len(rec.get()) > 0; got != tc.wantReport {
+				t.Fatalf("peer reported down: %v, want %v (reports %v)", got, tc.wantReport, rec.get())
+			}
+		})
+	}
 }
