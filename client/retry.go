@@ -99,7 +99,7 @@ func (c *Client) invoke(ctx context.Context, s spec, attempt func(context.Contex
 		last = newError(s.procedure, err)
 		failed = addr
 		c.logger().Debug("retrying", slog.String("procedure", s.procedure), slog.String("addr", addr),
-			slog.Int("attempt", attempts), slog.String("request_id", s.requestID),
+			slog.Int("shard", s.shard), slog.Int("attempt", attempts), slog.String("request_id", s.requestID),
 			slog.Bool("unknown", f.unknown), slog.Any("err", err))
 
 		if f.hint != "" {

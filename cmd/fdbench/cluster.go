@@ -27,12 +27,21 @@ type clusterTarget struct {
 	addrs  []string
 	counts *retryCounter
 	batch  int // client.WithBatching's maxCalls; 0: off
+	// events is where fdbench logs what it does and sees (kills, slow
+	// ops): the --client-log file, beside the client's own records, or
+	// nowhere.
+	events *slog.Logger
 }
 
 // dialCluster connects n clients to any of addrs, with batching of up to
-// batch calls per RPC (0: off).
-func dialCluster(ctx context.Context, addrs []string, n, batch int, callTimeout time.Duration) (*clusterTarget, error) {
-	t := &clusterTarget{addrs: addrs, counts: &retryCounter{}, batch: batch}
+// batch calls per RPC (0: off). logTo, if not nil, also gets every record
+// of the clients' debug logs, and fdbench's events.
+func dialCluster(ctx context.Context, addrs []string, n, batch int, callTimeout time.Duration, logTo slog.Handler) (*clusterTarget, error) {
+	t := &clusterTarget{addrs: addrs, counts: &retryCounter{out: logTo}, batch: batch,
+		events: slog.New(slog.DiscardHandler)}
+	if logTo != nil {
+		t.events = slog.New(logTo).With(slog.String("from", "fdbench"))
+	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for range max(n, 1) {
@@ -107,18 +116,27 @@ func (t *clusterTarget) retries() int64 { return t.counts.retries.Load() }
 func (t *clusterTarget) shardOf(merchant string) uint32 { return t.cl.ShardOf(merchant) }
 
 // retryCounter is the client's logger: it counts the client's "retrying"
-// debug records (one per repeated attempt) and drops everything else.
-type retryCounter struct{ retries atomic.Int64 }
+// debug records (one per repeated attempt) and passes every record on to
+// out, if set (--client-log).
+type retryCounter struct {
+	retries atomic.Int64
+	out     slog.Handler
+}
 
 func (h *retryCounter) Enabled(context.Context, slog.Level) bool { return true }
 
-func (h *retryCounter) Handle(_ context.Context, r slog.Record) error {
+func (h *retryCounter) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message == "retrying" {
 		h.retries.Add(1)
+	}
+	if h.out != nil {
+		return h.out.Handle(ctx, r)
 	}
 	return nil
 }
 
+// The client logs with neither attributes nor groups of its own; were it
+// to, the records would still be counted, and go to out without them.
 func (h *retryCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *retryCounter) WithGroup(string) slog.Handler      { return h }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -13,8 +14,9 @@ import (
 // clusterEnv is a cluster under test: the client target, and the local
 // processes if fdbench started them.
 type clusterEnv struct {
-	t     *clusterTarget
-	local *localCluster // nil with --addr
+	t       *clusterTarget
+	local   *localCluster // nil with --addr
+	logFile *os.File      // --client-log; nil without
 }
 
 func (e *clusterEnv) close() {
@@ -23,6 +25,9 @@ func (e *clusterEnv) close() {
 	}
 	if e.local != nil {
 		e.local.close()
+	}
+	if e.logFile != nil {
+		e.logFile.Close()
 	}
 }
 
@@ -45,7 +50,14 @@ func openCluster(ctx context.Context, o *options, stderr io.Writer) (_ *clusterE
 		fmt.Fprintf(stderr, "fdbench: %d local nodes with %d shards ready in %v (data in %s)\n",
 			o.local, o.shards, time.Since(start).Round(time.Millisecond), e.local.dir)
 	}
-	if e.t, err = dialCluster(ctx, addrs, o.clients, o.batch, time.Second); err != nil {
+	var logTo slog.Handler
+	if o.clientLog != "" {
+		if e.logFile, err = os.Create(o.clientLog); err != nil {
+			return nil, fmt.Errorf("--client-log: %w", err)
+		}
+		logTo = slog.NewJSONHandler(e.logFile, &slog.HandlerOptions{Level: slog.LevelDebug})
+	}
+	if e.t, err = dialCluster(ctx, addrs, o.clients, o.batch, time.Second, logTo); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -117,7 +129,7 @@ func measureCluster(ctx context.Context, o *options, e *clusterEnv, progress io.
 	w := newWindow(names, pids, termsOf)
 	var commits0 atomic.Uint64
 	ro := runOpts{conc: o.conc, warmup: o.warmup, duration: o.duration, surge: o.surge,
-		opTimeout: o.opTimeout, progress: progress, label: label,
+		opTimeout: o.opTimeout, progress: progress, label: label, events: e.t.events,
 		onStart: func() { commits0.Store(commits()); w.begin() }}
 	m := runW1(ctx, e.t, ro)
 	r := newResult("w1", ro, int(e.t.cl.Shards()), m)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -124,7 +125,7 @@ func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) e
 	rec := newRecovery(int(e.t.cl.Shards()))
 	stop := make(chan struct{})
 	ro := runOpts{conc: o.conc, warmup: o.warmup, surge: o.surge, opTimeout: o.opTimeout,
-		progress: stderr, label: "failover ", ack: rec.ack, stop: stop}
+		progress: stderr, label: "failover ", ack: rec.ack, stop: stop, events: e.t.events}
 	done := make(chan measured, 1)
 	go func() { done <- runW1(ctx, e.t, ro) }()
 	defer func() {
@@ -173,8 +174,15 @@ func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) e
 		killedAt := time.Now()
 		rec.arm(killedAt, watched)
 		e.local.kill(leader)
+		e.t.events.Info("kill", slog.Int("kill", k+1), slog.String("node", e.local.nodes[leader].id),
+			slog.String("api_addr", e.local.nodes[leader].api), slog.Time("at", killedAt),
+			slog.Any("shards", watched))
 		wins, lost := rec.wait(ctx, killedAt, watched)
 		rec.disarm()
+		for i, s := range watched {
+			e.t.events.Info("served again", slog.Int("kill", k+1), slog.Uint64("shard", uint64(s)),
+				slog.Float64("ms", ms(wins[i])), slog.Bool("unrecovered", lost[i]))
+		}
 		win := wins[0]
 		if lost[0] {
 			rep.Unrecovered++

@@ -29,6 +29,7 @@ type options struct {
 	keep       bool
 	clients    int
 	batch      int
+	clientLog  string // --client-log
 
 	sharedLog    bool // inproc
 	sharedLinger time.Duration
@@ -83,6 +84,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 			return nil
 		})
 		fs.IntVar(&o.clients, "clients", 1, "client.Client instances (each with its own connection per node), used in turn")
+		fs.StringVar(&o.clientLog, "client-log", "", "write the client's debug log (retries, redirects, shard map refreshes), ops slower than 250 ms and, for failover, each kill and each shard's recovery to this file as JSON lines")
 		fs.IntVar(&o.batch, "batch", client.DefaultBatchCalls, "client batching (client.WithBatching): up to this many concurrent calls to a node per Batch RPC; 0 = off, every call its own RPC")
 	}
 	if cmd == "ceiling" {

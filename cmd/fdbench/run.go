@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -74,7 +75,13 @@ type runOpts struct {
 	ack func(shard uint32, start, end time.Time)
 	// onStart, if set, is called when the measured window begins.
 	onStart func()
+	// events, if set, is told of every op slower than slowOp (and every
+	// failed op), with its merchant, shard, start and end.
+	events *slog.Logger
 }
+
+// slowOp is how long an op takes before runOpts.events hears of it.
+const slowOp = 250 * time.Millisecond
 
 // tally is what a run counted; every field is updated atomically.
 type tally struct {
@@ -168,6 +175,7 @@ func runW1(ctx context.Context, t target, o runOpts) measured {
 				res, err := t.consult(octx, m, prefix+strconv.Itoa(seq))
 				cancel()
 				after := time.Now()
+				logOp(o.events, "consult", m, shard, now, after, err)
 				if ta.count(now, after, err, inWindow(after)) {
 					ta.outcome(res.GetOutcome())
 					if o.ack != nil {
@@ -181,6 +189,7 @@ func runW1(ctx context.Context, t target, o runOpts) measured {
 				err = t.end(octx, m, res.SessionId)
 				cancel()
 				fin := time.Now()
+				logOp(o.events, "end", m, shard, after, fin, err)
 				if ta.count(after, fin, err, inWindow(fin)) {
 					ta.ended.Add(1)
 					if o.ack != nil {
@@ -202,6 +211,16 @@ func runW1(ctx context.Context, t target, o runOpts) measured {
 		elapsed = max(finished.Sub(start), 0)
 	}
 	return measured{tally: ta, elapsed: elapsed, retries: t.retries() - retries0.Load()}
+}
+
+// logOp tells events of an op that failed or was slow.
+func logOp(events *slog.Logger, op, merchant string, shard uint32, start, end time.Time, err error) {
+	if events == nil || (err == nil && end.Sub(start) < slowOp) {
+		return
+	}
+	events.Info("slow op", slog.String("op", op), slog.String("merchant", merchant),
+		slog.Uint64("shard", uint64(shard)), slog.Time("start", start),
+		slog.Float64("ms", ms(end.Sub(start))), slog.Any("err", err))
 }
 
 // count records one op that started at from and ended at to; it reports
