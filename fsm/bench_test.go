@@ -99,11 +99,7 @@ func BenchmarkSnapshotRestore(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		buf.Reset()
 		start := nowNs()
-		snap, err := h.f.Snapshot()
-		if err != nil {
-			b.Fatal(err)
-		}
-		data := snap.(*snapshot).data
+		data := snapshotData(b, h.f)
 		snapNs += nowNs() - start
 		start = nowNs()
 		g := New(Config{Shard: 1})
@@ -122,6 +118,21 @@ func BenchmarkSnapshotRestore(b *testing.B) {
 }
 
 func nowNs() int64 { return time.Now().UnixNano() }
+
+// snapshotData takes a snapshot through raft's interface (Snapshot, then
+// Persist) and returns its bytes.
+func snapshotData(b *testing.B, f *FSM) []byte {
+	snap, err := f.Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		b.Fatal(err)
+	}
+	snap.Release()
+	return sink.Bytes()
+}
 
 // BenchmarkCapacity loads what one node of a 3-node cluster holds when the
 // cluster serves 100,000 agents and 1,000,000 open sessions: with 3
@@ -178,11 +189,7 @@ func BenchmarkCapacity(b *testing.B) {
 		var size, snapNs, restoreNs int64
 		for _, h := range hs {
 			start := nowNs()
-			snap, err := h.f.Snapshot()
-			if err != nil {
-				b.Fatal(err)
-			}
-			data := snap.(*snapshot).data
+			data := snapshotData(b, h.f)
 			snapNs += nowNs() - start
 			size += int64(len(data))
 			start = nowNs()
@@ -197,4 +204,61 @@ func BenchmarkCapacity(b *testing.B) {
 		b.ReportMetric(float64(restoreNs)/1e6, "restore-ms")
 		runtime.KeepAlive(hs)
 	}
+}
+
+// BenchmarkSnapshotPause: a busy W1-like shard — 20 merchants of 20 agents,
+// 60,000 consults each ended at once, so the dedup table, the event log
+// and the ring of ended sessions hold what minutes of load leave in them —
+// is snapshotted the way raft does it: Snapshot on the FSM goroutine, which
+// applies nothing meanwhile (pause-ms), then Persist beside new applies
+// (persist-ms).
+func BenchmarkSnapshotPause(b *testing.B) {
+	h := newHarness(b)
+	const merchants, pairs = 20, 60_000
+	for m := 0; m < merchants; m++ {
+		mid := "m" + strconv.Itoa(m)
+		h.merchant(mid, nil)
+		h.group(mid, "g1", pb.GroupMode_GROUP_MODE_PUSH)
+		h.merchant(mid, &pb.MerchantSettings{QueueEnabled: true, DefaultGroupId: "g1"})
+		for a := 0; a < 20; a++ {
+			h.agent(mid, "a"+strconv.Itoa(a), 5, "g1")
+		}
+	}
+	for i := 0; i < pairs; i++ {
+		mid := "m" + strconv.Itoa(i%merchants)
+		h.now++
+		r := h.do(&pb.Consult{MerchantId: mid, BuyerId: "b" + strconv.Itoa(i)})
+		if r.Error != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
+			b.Fatalf("consult %d: %v", i, ResultError(r))
+		}
+		if r.GetOutcome() == pb.Outcome_OUTCOME_ASSIGNED {
+			h.ok(&pb.End{MerchantId: mid, SessionId: r.SessionId, Reason: pb.EndReason_END_REASON_AGENT_ENDED})
+		}
+	}
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	var pauseNs, persistNs, size int64
+	for i := 0; i < b.N; i++ {
+		start := nowNs()
+		snap, err := h.f.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		pauseNs += nowNs() - start
+		start = nowNs()
+		sink := &memSink{}
+		if err := snap.Persist(sink); err != nil {
+			b.Fatal(err)
+		}
+		snap.Release()
+		persistNs += nowNs() - start
+		size = int64(sink.Len())
+	}
+	b.ReportMetric(float64(pauseNs)/float64(b.N)/1e6, "pause-ms")
+	b.ReportMetric(float64(persistNs)/float64(b.N)/1e6, "persist-ms")
+	b.ReportMetric(float64(size)/(1<<20), "MiB")
+	b.ReportMetric(float64(h.f.dedup.len()), "dedup")
+	b.ReportMetric(float64(h.f.events.len()), "events")
+	b.ReportMetric(float64(h.f.endedRing.len()), "ended")
 }

@@ -461,3 +461,66 @@ func scalarValue(fd protoreflect.FieldDescriptor, i int) protoreflect.Value {
 	}
 	panic(fmt.Sprintf("no value for kind %v", fd.Kind()))
 }
+
+// TestSnapshotIsTheStateWhenTaken: raft calls Snapshot on the applying
+// goroutine and Persist later, beside new applies (FSM.Snapshot). What
+// Persist writes must be the state when Snapshot returned, however much is
+// applied meanwhile — enough here to rotate the dedup table's generations,
+// drop whole blocks of the event ring and cycle the ring of ended sessions
+// — and Persist must not race with those applies (go test -race): one
+// snapshot is persisted after the applies, one while they run.
+func TestSnapshotIsTheStateWhenTaken(t *testing.T) {
+	for seed := uint64(1); seed <= 8; seed++ {
+		g := newGen(seed)
+		cfg := propConfig(seed)
+		if seed > 4 {
+			cfg.MaxEvents = 3*eventBlock + eventBlock/3 // a ring of several blocks
+		}
+		f := New(cfg)
+		step := func() {
+			ge, now0 := g.next(f), f.now
+			g.observe(ge, f.ApplyEntry(ge.index, ge.e), now0)
+		}
+		applyEvents := func(n uint64) {
+			for to := f.eventSeq + n; f.eventSeq < to; {
+				step()
+			}
+		}
+		applyEvents(uint64(cfg.MaxEvents) + eventBlock/2)
+		take := func() ([]byte, raft.FSMSnapshot) {
+			want := snapshotBytes(t, f)
+			snap, err := f.Snapshot()
+			if err != nil {
+				t.Fatalf("seed %d: Snapshot: %v", seed, err)
+			}
+			return want, snap
+		}
+		check := func(what string, want []byte, got *memSink) {
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Fatalf("seed %d: a snapshot persisted %s is not the state when Snapshot was called: %s",
+					seed, what, diffSnapshots(want, got.Bytes()))
+			}
+			if bytes.Equal(snapshotBytes(t, f), want) {
+				t.Fatalf("seed %d: the state did not change after the snapshot; the test proves nothing", seed)
+			}
+		}
+
+		want, snap := take()
+		applyEvents(3 * eventBlock)
+		after := &memSink{}
+		if err := snap.Persist(after); err != nil {
+			t.Fatalf("seed %d: Persist: %v", seed, err)
+		}
+		check("after later applies", want, after)
+
+		want, snap = take()
+		during := &memSink{}
+		persisted := make(chan error, 1)
+		go func() { persisted <- snap.Persist(during) }()
+		applyEvents(3 * eventBlock)
+		if err := <-persisted; err != nil {
+			t.Fatalf("seed %d: Persist: %v", seed, err)
+		}
+		check("during later applies", want, during)
+	}
+}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"slices"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
@@ -10,8 +11,8 @@ import (
 // reader must resynchronise from a full read of the state.
 var ErrCompacted = errors.New("fsm: events compacted")
 
-// event is one entry of the event log, stored by value in a ring so that
-// emitting allocates nothing; readers get *pb.Event copies.
+// event is one entry of the event log, stored by value in a ring (see
+// eventRing); readers get *pb.Event copies.
 type event struct {
 	seq, index   uint64
 	timeMs       int64
@@ -40,32 +41,53 @@ func eventFromProto(p *pb.Event) event {
 		reason: p.EndReason, compensation: p.Compensation, agentStatus: p.AgentStatus, surge: p.Surge}
 }
 
-// eventRing keeps the newest events, oldest first; it grows up to its
-// bound and then overwrites the oldest.
+// eventRing keeps the newest events, oldest first, at most a bound of
+// them. Events are stored by value in blocks of eventBlock that are only
+// ever appended to: dropping the oldest events moves start, and a block
+// dropped whole is let go, never reused. So a view taken at one moment
+// (view) stays valid while later events are pushed — a snapshot is written
+// from one beside new applies — and emitting allocates one block per
+// eventBlock events.
 type eventRing struct {
-	buf   []event
-	start int // index of the oldest event in buf
-	n     int
+	blocks [][]event // each with capacity eventBlock; all full but the last
+	start  int       // index of the oldest event in blocks[0]
+	n      int
 }
+
+// eventBlock is how many events a block of an eventRing holds.
+const eventBlock = 1024
 
 func (r *eventRing) push(e event, bound int) {
-	if r.n < bound && len(r.buf) < bound {
-		r.buf = append(r.buf, e)
-		r.n++
-		return
+	last := len(r.blocks) - 1
+	if last < 0 || len(r.blocks[last]) == eventBlock {
+		r.blocks = append(r.blocks, make([]event, 0, eventBlock))
+		last++
 	}
-	if r.n < len(r.buf) {
-		r.buf[(r.start+r.n)%len(r.buf)] = e
-		r.n++
-		return
+	r.blocks[last] = append(r.blocks[last], e)
+	r.n++
+	for r.n > bound {
+		r.start++
+		r.n--
+		if r.start == eventBlock {
+			r.blocks[0] = nil
+			r.blocks = r.blocks[1:]
+			r.start = 0
+		}
 	}
-	r.buf[r.start] = e
-	r.start = (r.start + 1) % len(r.buf)
 }
 
-func (r *eventRing) at(i int) *event { return &r.buf[(r.start+i)%len(r.buf)] }
-func (r *eventRing) len() int        { return r.n }
-func (r *eventRing) reset()          { *r = eventRing{} }
+func (r *eventRing) at(i int) *event {
+	i += r.start
+	return &r.blocks[i/eventBlock][i%eventBlock]
+}
+
+func (r *eventRing) len() int { return r.n }
+func (r *eventRing) reset()   { *r = eventRing{} }
+
+// view is the ring as it is now, unchanged by later pushes and resets.
+func (r *eventRing) view() eventRing {
+	return eventRing{blocks: slices.Clone(r.blocks), start: r.start, n: r.n}
+}
 
 // emit appends an event stamped with the entry being applied.
 func (f *FSM) emit(e event) {

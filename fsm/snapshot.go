@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
@@ -20,50 +21,85 @@ const SnapshotVersion = 1
 // maxRecordSize bounds one snapshot record when reading.
 const maxRecordSize = 64 << 20
 
-// snapshot is a serialized copy of the state, written out by Persist.
-type snapshot struct{ data []byte }
+// snapshot is the state at one log index, captured by Snapshot and
+// written out by Persist (see capture).
+type snapshot struct{ c *capture }
 
-// Snapshot serializes the whole state into memory under the apply lock and
-// returns; Persist only writes those bytes, so applies continue while the
-// snapshot is being stored. The format is a header record then typed
-// records (see snapshot.proto), each length-delimited, in a deterministic
-// order: two replicas with the same log produce byte-identical snapshots.
+// Snapshot captures the state for raft and returns at once; Persist writes
+// it out. raft calls Snapshot on the goroutine that applies entries, so
+// nothing is applied while it runs: it does only what must see the state
+// as it is now and leaves encoding the bulk to Persist, which runs beside
+// new applies (see capture; BENCHMARKS.md, "Snapshots without a pause").
+// The format is a header record then typed records (see snapshot.proto),
+// each length-delimited, in a deterministic order: two replicas with the
+// same log produce byte-identical snapshots.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	var buf bytes.Buffer
-	if err := f.WriteSnapshot(&buf); err != nil {
+	c, err := f.capture()
+	if err != nil {
 		return nil, err
 	}
-	return &snapshot{data: buf.Bytes()}, nil
+	return &snapshot{c: c}, nil
 }
 
 // Persist writes the snapshot to the sink, cancelling it on any error.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.data); err != nil {
+	if err := s.c.writeTo(sink); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("fsm: write snapshot: %w", err)
 	}
 	return sink.Close()
 }
 
-// Release drops the snapshot's bytes.
-func (s *snapshot) Release() { s.data = nil }
+// Release drops the captured state.
+func (s *snapshot) Release() { s.c = nil }
 
 // WriteSnapshot writes the state to w in the snapshot format.
 func (f *FSM) WriteSnapshot(w io.Writer) error {
+	c, err := f.capture()
+	if err != nil {
+		return err
+	}
+	return c.writeTo(w)
+}
+
+// capture is the state at one index, taken under the apply lock in a form
+// that later applies cannot change:
+//   - the header, the merchants (with their groups, agents and open
+//     sessions) and the recently ended sessions are encoded at once: they
+//     are objects that applies change in place (an ended session is never
+//     changed again, but it is cheap to encode: at most MaxEnded of them);
+//   - the dedup table's two generations are copied map by map: an entry is
+//     a value whose encoded result is never written again, and the copy
+//     is what later applies (a generation dropped and reused) cannot reach;
+//   - the event log is a view of its ring, whose blocks later applies only
+//     append to (eventRing).
+//
+// Sorting the dedup keys and encoding the dedup records and the events —
+// most of a busy shard's snapshot — is left to writeTo.
+type capture struct {
+	head     []byte // encoded records: header, merchants and sessions, ended sessions
+	records  uint64 // records in head
+	dedupOld map[dedupKey]dedupEntry
+	dedupCur map[dedupKey]dedupEntry
+	events   eventRing // a view (eventRing.view)
+}
+
+var snapshotMarshal = protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
+
+func (f *FSM) capture() (*capture, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	bw := bufio.NewWriter(w)
-	opts := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
-	var records uint64
+	c := &capture{}
+	var buf bytes.Buffer
 	put := func(r *pb.SnapshotRecord) error {
-		records++
-		_, err := opts.MarshalTo(bw, r)
+		c.records++
+		_, err := snapshotMarshal.MarshalTo(&buf, r)
 		return err
 	}
 	hdr := &pb.SnapshotHeader{Version: SnapshotVersion, Shard: f.cfg.Shard, NowMs: f.now,
 		QueueSeq: f.queueSeq, EventSeq: f.eventSeq, LastIndex: f.lastIndex}
 	if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Header{Header: hdr}}); err != nil {
-		return err
+		return nil, err
 	}
 	for _, mid := range sortedKeys(f.merchants) {
 		m := f.merchants[mid]
@@ -76,32 +112,53 @@ func (f *FSM) WriteSnapshot(w io.Writer) error {
 			rec.Agents = append(rec.Agents, &pb.AgentRecord{Config: a.cfg, Status: a.status})
 		}
 		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Merchant{Merchant: rec}}); err != nil {
-			return err
+			return nil, err
 		}
 		for _, sid := range sortedKeys(m.sessions) {
 			if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Session{Session: &m.sessions[sid].Session}}); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	for i := 0; i < f.endedRing.len(); i++ {
 		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Ended{Ended: &f.endedRing.at(i).Session}}); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	err := f.dedup.each(func(k dedupKey, e dedupEntry, older bool) error {
+	c.head = buf.Bytes()
+	c.dedupOld = maps.Clone(f.dedup.old.byKey)
+	c.dedupCur = maps.Clone(f.dedup.cur.byKey)
+	c.events = f.events.view()
+	return c, nil
+}
+
+// writeTo writes the captured state to w in the snapshot format. It reads
+// only what capture copied, so it may run while the FSM applies entries.
+func (c *capture) writeTo(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	if _, err := bw.Write(c.head); err != nil {
+		return err
+	}
+	records := c.records
+	put := func(r *pb.SnapshotRecord) error {
+		records++
+		_, err := snapshotMarshal.MarshalTo(bw, r)
+		return err
+	}
+	dedup := dedupTable{old: dedupGen{byKey: c.dedupOld}, cur: dedupGen{byKey: c.dedupCur}}
+	err := dedup.each(func(k dedupKey, e dedupEntry, older bool) error {
 		return put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Dedup{Dedup: &pb.DedupRecord{
 			MerchantId: k.merchant, RequestId: k.request, TimeMs: e.timeMs, Result: e.decode(), Older: older}}})
 	})
 	if err != nil {
 		return err
 	}
-	for i := 0; i < f.events.len(); i++ {
-		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Event{Event: f.events.at(i).proto()}}); err != nil {
+	for i := 0; i < c.events.len(); i++ {
+		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Event{Event: c.events.at(i).proto()}}); err != nil {
 			return err
 		}
 	}
-	if _, err := opts.MarshalTo(bw, &pb.SnapshotRecord{Record: &pb.SnapshotRecord_End{End: &pb.SnapshotEnd{Records: records}}}); err != nil {
+	if _, err := snapshotMarshal.MarshalTo(bw, &pb.SnapshotRecord{Record: &pb.SnapshotRecord_End{End: &pb.SnapshotEnd{Records: records}}}); err != nil {
 		return err
 	}
 	return bw.Flush()
