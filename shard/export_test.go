@@ -2,6 +2,7 @@ package shard
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -34,3 +35,12 @@ func (g *Group) StandAsIn(standTerm uint64) error {
 
 // CurrentTerm is the replica's Raft term.
 func (g *Group) CurrentTerm() uint64 { return g.raft.CurrentTerm() }
+
+// DelayPeerReports makes the Host hear d late that a peer is gone, as a
+// node whose watch connection noticed later than the others would.
+func (h *Host) DelayPeerReports(d time.Duration) {
+	h.cfg.Mux.OnPeerDown(func(addr raft.ServerAddress) {
+		time.Sleep(d)
+		h.peerDown(addr)
+	})
+}

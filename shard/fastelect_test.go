@@ -84,9 +84,24 @@ func (s *failingStore) StoreLogs(ls []*raft.Log) error {
 func (s *failingStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 // When the first voter in turn is behind, the other refuses it and must
-// stand itself a moment later — although the refused vote request, of a
-// newer term, made it forget its old leader.
+// stand itself at once, before its turn — although the refused vote
+// request, of a newer term, made it forget its old leader.
 func TestLeaderGoneFirstVoterBehind(t *testing.T) {
+	firstVoterBehind(t, 0)
+}
+
+// As above, but the first voter, behind, stands before the other has heard
+// that the leader's node is gone: its refused vote request has made the
+// other forget the leader when the report comes. The other must still
+// stand at once, not wait out its heartbeat timeout.
+func TestLeaderGoneFirstVoterBehindReportLate(t *testing.T) {
+	firstVoterBehind(t, 300*time.Millisecond)
+}
+
+// firstVoterBehind kills the leader (node2) of a one-shard cluster whose
+// first voter in turn (node0) misses a committed entry, node1 hearing of
+// the death late by lateReport, and checks that node1 wins at once.
+func firstVoterBehind(t *testing.T, lateReport time.Duration) {
 	timing := slowDetection
 	var mu sync.Mutex
 	stores := map[string]*failingStore{}
@@ -126,6 +141,9 @@ func TestLeaderGoneFirstVoterBehind(t *testing.T) {
 	mu.Unlock()
 	behind.failing.Store(true)
 	c.Propose(t, 0, consult("m", "b1")) // committed by node1 and node2 only
+	if lateReport > 0 {
+		c.Node(1).Host().DelayPeerReports(lateReport)
+	}
 
 	c.Kill(t, 2)
 	nl := c.WaitForNewLeader(t, 0, c.Node(2))
@@ -135,6 +153,10 @@ func TestLeaderGoneFirstVoterBehind(t *testing.T) {
 	}
 	if n := c.Node(1).Host().FastElections(); n == 0 {
 		t.Fatalf("node1 started no election on the report; it won only after its heartbeat timeout")
+	}
+	if n := c.Node(1).Host().FastElectionsEarly(); n != 1 {
+		t.Fatalf("node1 stood early %d times, want 1: having refused node0's vote (its log behind), it must not wait for its turn (%v) or its heartbeat timeout",
+			n, timing.HeartbeatTimeout/4)
 	}
 	t.Logf("fast elections: node0 %d, node1 %d", c.Node(0).Host().FastElections(), c.Node(1).Host().FastElections())
 	c.Propose(t, 0, consult("m", "b2"))

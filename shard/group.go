@@ -40,6 +40,13 @@ type Group struct {
 	// lastVoteRequest is the latest vote request raft received (see
 	// stillLeaderless).
 	lastVoteRequest atomic.Pointer[voteRequest]
+	// refusedVote hears of vote requests this replica cannot grant, their
+	// candidate's log being behind its own: a voter waiting for its turn
+	// to stand after a leader's node is gone stands at once (leaderGone).
+	refusedVote chan *voteRequest
+	// fastElectionsEarly counts the fast elections of refusedVote: the
+	// Host's counter.
+	fastElectionsEarly *atomic.Uint64
 	// standTerm is the term in which this replica last sent itself a
 	// TimeoutNow (startElection; see filterRPC).
 	standTerm atomic.Uint64
@@ -75,6 +82,7 @@ func openGroup(cfg *HostConfig, shard uint32, hostChanged *notifier) (g *Group, 
 		app:         &applier{FSM: fsm.New(fsm.Config{Shard: shard})},
 		hostChanged: hostChanged,
 		closing:     make(chan struct{}),
+		refusedVote: make(chan *voteRequest, 1),
 	}
 
 	var closers []func() error

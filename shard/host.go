@@ -29,6 +29,7 @@ type Host struct {
 
 	changed       notifier
 	fastElections atomic.Uint64 // see fastelect.go
+	earlyStands   atomic.Uint64 // of fastElections, those before their turn
 	done          chan struct{} // closed by Close
 	wg            sync.WaitGroup
 }
@@ -110,6 +111,11 @@ func (h *Host) peerDown(addr raft.ServerAddress) {
 // fastelect.go).
 func (h *Host) FastElections() uint64 { return h.fastElections.Load() }
 
+// FastElectionsEarly is how many of FastElections a replica started before
+// its turn, having refused the vote of a voter whose turn came first
+// because that voter's log was behind its own (see fastelect.go).
+func (h *Host) FastElectionsEarly() uint64 { return h.earlyStands.Load() }
+
 // Open starts this node's replica of shard from its data directory: with
 // existing state it rejoins the shard (restoring the latest snapshot and
 // replaying the log once a leader tells it what is committed); without, it
@@ -135,6 +141,7 @@ func (h *Host) Open(shard uint32) (*Group, error) {
 		return nil, err
 	}
 	g.fastElections = &h.fastElections
+	g.fastElectionsEarly = &h.earlyStands
 	h.mu.Lock()
 	h.groups[shard] = g
 	h.mu.Unlock()
