@@ -29,6 +29,10 @@ func TestSnapshotCatchUp(t *testing.T) {
 	}
 	lagged := lagger.Group(0).Info().LastIndex
 	c.Kill(t, lagger.Index)
+	// The lagger may have taken a few more entries between that read and
+	// its death (a full -race run under load once saw it catch up from the
+	// log): the others compact well past it.
+	const margin = threshold
 
 	for i := 0; ; i++ {
 		c.Propose(t, 0, consult("m", fmt.Sprintf("b%d", i)))
@@ -41,7 +45,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: FirstIndex: %v", n.ID, err)
 			}
-			compacted = compacted && first > lagged+1
+			compacted = compacted && first > lagged+1+margin
 		}
 		if compacted {
 			break
