@@ -27,7 +27,19 @@ func (g *Group) ReadyTerm() uint64 { return g.readyTerm.Load() }
 // does, as if it had decided to stand in term standTerm, and returns the
 // transport's answer.
 func (g *Group) StandAsIn(standTerm uint64) error {
+	g.DecideToStand(standTerm)
+	return g.SendStand()
+}
+
+// DecideToStand records, as startElection does, that the replica decided
+// now to stand in term standTerm.
+func (g *Group) DecideToStand(standTerm uint64) {
+	g.standAt.Store(time.Now().UnixNano())
 	g.standTerm.Store(standTerm)
+}
+
+// SendStand sends the replica the TimeoutNow of its decision to stand.
+func (g *Group) SendStand() error {
 	var resp raft.TimeoutNowResponse
 	return g.trans.TimeoutNow(raft.ServerID(g.nodeID), raft.ServerAddress(g.trans.LocalAddr()),
 		&raft.TimeoutNowRequest{RPCHeader: g.guard.header}, &resp)
@@ -43,4 +55,21 @@ func (h *Host) DelayPeerReports(d time.Duration) {
 		time.Sleep(d)
 		h.peerDown(addr)
 	})
+}
+
+// VoteRequestArrives passes a vote request through the replica's RPC
+// filter, as its arrival would, without handing it to raft.
+func (g *Group) VoteRequestArrives(term, lastLogIndex, lastLogTerm uint64) {
+	g.filterRPC(raft.RPC{Command: &raft.RequestVoteRequest{Term: term, LastLogIndex: lastLogIndex, LastLogTerm: lastLogTerm},
+		RespChan: make(chan raft.RPCResponse, 1)})
+}
+
+// LastLog is the index and term of the replica's last log entry.
+func (g *Group) LastLog() (uint64, uint64) {
+	idx := g.raft.LastIndex()
+	var l raft.Log
+	if err := g.logs.GetLog(idx, &l); err != nil {
+		return idx, 0
+	}
+	return idx, l.Term
 }

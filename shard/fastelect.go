@@ -25,15 +25,20 @@ import (
 // other voters, who still believe in the old leader, grant the vote anyway
 // (RequestVote with LeadershipTransfer set) if the candidate's log is as
 // up to date as theirs. To avoid a split vote only one voter goes first: the
-// remaining voters in ServerID order, the first at once and each next one a
-// quarter heartbeat timeout later, each only if since the report it has
+// remaining voters in ServerID order, the first at once and each next one
+// half a heartbeat timeout later, each only if since the report it has
 // heard from no leader, granted no vote and seen no vote request it could
 // grant (stillLeaderless). If the first's log is behind, the others refuse
 // it and the next one wins — without waiting for its turn: a voter that
 // refuses a vote request because the candidate's log is behind its own
 // stands at once, once raft has taken the request's term (a follower that
-// lagged under load made the others wait a quarter heartbeat timeout, 125
-// ms, in fdbench failover runs).
+// lagged under load made the others wait their turn in fdbench failover
+// runs). So the turns can be far apart: they matter only when an earlier
+// voter does not stand at all, and too short a gap splits the vote when the
+// machine is loaded (a quarter heartbeat timeout, 125 ms, did once in a
+// failover run: the first voter's vote request took 125 ms from its report
+// to reach the next, which had stood a moment before; both then waited an
+// election timeout).
 //
 // Safety does not depend on the hint being right: an election is always
 // safe in Raft, and the report needs the peer's connection closed and a
@@ -44,7 +49,7 @@ import (
 // timeout still covers them.
 
 // fastElectStagger is the pause between the remaining voters' turns.
-func (g *Group) fastElectStagger() time.Duration { return g.cfg.Raft.HeartbeatTimeout / 4 }
+func (g *Group) fastElectStagger() time.Duration { return g.cfg.Raft.HeartbeatTimeout / 2 }
 
 // peerGone is called when the node at addr is gone. Besides leaderGone,
 // it empties the replica's pool of idle connections (raft's
@@ -242,6 +247,10 @@ func (g *Group) stillLeaderless(addr raft.ServerAddress, reported time.Time) boo
 	if v := g.lastVoteRequest.Load(); v != nil && v.at.After(reported) && g.couldGrant(v) {
 		return false
 	}
+	// Nor one that has arrived and waits for raft (filterRPC).
+	if v := g.voteArrived.Load(); v != nil && v.at.After(reported) && g.couldGrant(v) {
+		return false
+	}
 	return true
 }
 
@@ -282,6 +291,7 @@ func (g *Group) couldGrant(v *voteRequest) bool {
 // startElection makes raft start an election now, by sending this replica
 // a TimeoutNow RPC; it reports whether raft took it.
 func (g *Group) startElection(goneAddr raft.ServerAddress) bool {
+	g.standAt.Store(time.Now().UnixNano())
 	g.standTerm.Store(g.raft.CurrentTerm())
 	self := raft.ServerAddress(g.trans.LocalAddr())
 	req := &raft.TimeoutNowRequest{RPCHeader: g.guard.header}
@@ -309,17 +319,36 @@ var errElectionMovedOn = errors.New("shard: election moved on before this replic
 // when the RPC arrives, and in the meantime it may have granted another
 // voter's vote request or followed a new leader. Starting an election then
 // would depose that leader and cost a round of elections.
+//
+// The filter runs when an RPC arrives, raft when it gets to it: a vote
+// request that arrived just before this replica's TimeoutNow may still wait
+// in raft's queue, its term not yet taken. So the filter also notes when
+// vote requests arrive, and drops the TimeoutNow if one arrived since this
+// replica decided to stand that it could grant (a failover run under load
+// saw a replica stand in the term after the one whose vote it had just
+// granted, deposing the winner: 1.4 s without a leader).
 func (g *Group) filterRPC(rpc raft.RPC) bool {
 	if g.guard.filter(rpc) {
 		return true
+	}
+	if vr, ok := rpc.Command.(*raft.RequestVoteRequest); ok {
+		g.voteArrived.Store(&voteRequest{at: time.Now(), term: vr.Term, lastLogIndex: vr.LastLogIndex, lastLog: vr.LastLogTerm})
+		return false
 	}
 	req, ok := rpc.Command.(*raft.TimeoutNowRequest)
 	if !ok || string(req.ID) != g.nodeID {
 		return false
 	}
-	if term := g.raft.CurrentTerm(); term == g.standTerm.Load() && g.mayStand() {
+	if term := g.raft.CurrentTerm(); term == g.standTerm.Load() && g.mayStand() && !g.grantableVoteSince(g.standAt.Load()) {
 		return false
 	}
 	rpc.Respond(nil, errElectionMovedOn)
 	return true
+}
+
+// grantableVoteSince reports whether a vote request this replica could
+// grant arrived after since (Unix ns) in a term above the one it stands in.
+func (g *Group) grantableVoteSince(since int64) bool {
+	v := g.voteArrived.Load()
+	return v != nil && v.at.UnixNano() > since && v.term > g.standTerm.Load() && g.couldGrant(v)
 }

@@ -156,7 +156,7 @@ func firstVoterBehind(t *testing.T, lateReport time.Duration) {
 	}
 	if n := c.Node(1).Host().FastElectionsEarly(); n != 1 {
 		t.Fatalf("node1 stood early %d times, want 1: having refused node0's vote (its log behind), it must not wait for its turn (%v) or its heartbeat timeout",
-			n, timing.HeartbeatTimeout/4)
+			n, timing.HeartbeatTimeout/2)
 	}
 	t.Logf("fast elections: node0 %d, node1 %d", c.Node(0).Host().FastElections(), c.Node(1).Host().FastElections())
 	c.Propose(t, 0, consult("m", "b2"))
@@ -203,8 +203,9 @@ func TestProposeWaitsForElection(t *testing.T) {
 
 // A TimeoutNow a replica sent itself is dropped if its term moved on before
 // raft took it (it granted another voter's vote, or followed a new leader
-// meanwhile): standing then would depose that leader. Sent in the term it
-// decided in, it starts an election.
+// meanwhile), or if a vote request it could grant arrived since it decided:
+// standing then would depose that leader. Sent in the term it decided in,
+// it starts an election.
 func TestStaleSelfTimeoutNowDropped(t *testing.T) {
 	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(-1))
 	leader := c.WaitForLeader(t, 0)
@@ -220,8 +221,20 @@ func TestStaleSelfTimeoutNowDropped(t *testing.T) {
 			c.Leader(0).ID, f.Group(0).CurrentTerm(), leader.ID, term)
 	}
 
-	if err := f.Group(0).StandAsIn(term); err != nil {
-		t.Fatalf("TimeoutNow in the term it was decided in: %v", err)
+	// A vote request it could grant, of a newer term, arrives after the
+	// decision and before the TimeoutNow: raft may not have taken its term
+	// yet, but the TimeoutNow is refused all the same.
+	idx, lastTerm := f.Group(0).LastLog()
+	f.Group(0).DecideToStand(term)
+	f.Group(0).VoteRequestArrives(term+1, idx, lastTerm)
+	if err := f.Group(0).SendStand(); err == nil || !strings.Contains(err.Error(), "election moved on") {
+		t.Fatalf("TimeoutNow after a grantable vote request arrived: %v, want it refused", err)
+	}
+	// One it could not grant (the candidate's log behind) does not stop it.
+	f.Group(0).DecideToStand(term)
+	f.Group(0).VoteRequestArrives(term+1, idx, lastTerm-1)
+	if err := f.Group(0).SendStand(); err != nil {
+		t.Fatalf("TimeoutNow in the term it was decided in, after a vote request it could not grant: %v", err)
 	}
 	// f stood: the term moved. (Who wins depends on whose log is longest.)
 	shardtest.Eventually(t, shardtest.WaitTimeout, func() error {

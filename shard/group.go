@@ -48,8 +48,12 @@ type Group struct {
 	// Host's counter.
 	fastElectionsEarly *atomic.Uint64
 	// standTerm is the term in which this replica last sent itself a
-	// TimeoutNow (startElection; see filterRPC).
+	// TimeoutNow (startElection; see filterRPC), and standAt when (Unix ns).
 	standTerm atomic.Uint64
+	standAt   atomic.Int64
+	// voteArrived is the latest vote request to arrive, seen by filterRPC
+	// before raft takes it.
+	voteArrived atomic.Pointer[voteRequest]
 
 	// readyTerm is the term in which this replica, as leader, committed an
 	// entry of its own (see lead); linearizable reads need that.
