@@ -40,6 +40,8 @@ type Config struct {
 	SnapshotThreshold uint64        // --snapshot-threshold: log entries between snapshots
 	SnapshotInterval  time.Duration // --snapshot-interval: how often the threshold is checked
 	TrailingLogs      uint64        // --trailing-logs: entries a snapshot leaves in the log
+	// MaxAppendEntries: --raft-max-append-entries (0: shard.DefaultMaxAppendEntries).
+	MaxAppendEntries int
 	// LogStore is where the shards' Raft logs live: "shared" (one file per
 	// node with cross-shard group commit, shard.HostConfig.SharedLog),
 	// "per-shard" (a raft.db per shard), or "auto" (the default): what the
@@ -113,6 +115,7 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	fs.IntVar(&c.StreamsPerCaller, "streams-per-caller", lim.StreamsPerCaller, "event streams one caller may hold open (0: unlimited)")
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", 0, "log entries since the last snapshot that make a shard take one (0: raft's default, 8192)")
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", 0, "how often each shard checks --snapshot-threshold (0: raft's default, 120s)")
+	fs.IntVar(&c.MaxAppendEntries, "raft-max-append-entries", 0, "most log entries per AppendEntries RPC, and per leader log write; a lagging follower catches up in batches of this many (0: 512; at most 1024)")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", 0, "log entries a snapshot leaves behind for followers to catch up from (0: raft's default, 10240)")
 	fs.StringVar(&c.LogStore, "log-store", LogStoreAuto, "where the shards' Raft logs live: shared (one file, DATA_DIR/raft-shared.db, whose commits and fsyncs concurrent shards share), per-shard (a raft.db per shard), or auto (what the data dir was written with; shared for a new one). A data dir keeps the kind it was first written with")
 	fs.BoolFunc("shared-log", "same as --log-store shared (=false: per-shard); kept for older scripts", func(v string) error {
@@ -237,6 +240,9 @@ func (c *Config) Validate() error {
 	case LogStoreAuto, LogStoreShared, LogStorePerShard:
 	default:
 		return fmt.Errorf("--log-store must be %s, %s or %s, got %q", LogStoreAuto, LogStoreShared, LogStorePerShard, c.LogStore)
+	}
+	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
+		return fmt.Errorf("--raft-max-append-entries must be within 1..1024 (0: the default), got %d", c.MaxAppendEntries)
 	}
 	if c.DeadAfter < 0 {
 		return fmt.Errorf("--dead-after must not be negative, got %v", c.DeadAfter)

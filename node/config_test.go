@@ -63,6 +63,8 @@ func TestParseFlags(t *testing.T) {
 		{"stray argument", []string{"--id", "a", "--data-dir", "/d", "extra"}, nil, "unexpected arguments"},
 		{"negative replication", []string{"--id", "a", "--data-dir", "/d", "--replication", "-1"}, nil, "--replication"},
 		{"negative dead-after", []string{"--id", "a", "--data-dir", "/d", "--dead-after", "-1s"}, nil, "--dead-after"},
+		{"max append entries over raft's limit", []string{"--id", "a", "--data-dir", "/d", "--raft-max-append-entries", "1025"}, nil, "--raft-max-append-entries"},
+		{"negative max append entries", []string{"--id", "a", "--data-dir", "/d", "--raft-max-append-entries", "-1"}, nil, "--raft-max-append-entries"},
 		{"tiny heartbeat", []string{"--id", "a", "--data-dir", "/d", "--raft-heartbeat-timeout", "1ms"}, nil, "--raft-heartbeat-timeout"},
 		{"negative commit timeout", []string{"--id", "a", "--data-dir", "/d", "--raft-commit-timeout", "-1s"}, nil, "--raft-commit-timeout"},
 		{"coalesce window too long", []string{"--id", "a", "--data-dir", "/d", "--raft-coalesce-window", "200ms"}, nil, "--raft-coalesce-window"},

@@ -136,7 +136,8 @@ func (n *Node) start() error {
 	}
 	hc := shard.HostConfig{NodeID: n.cfg.ID, DataDir: n.dataDir, Mux: n.mux, Logger: n.log, TickInterval: n.cfg.TickInterval,
 		SnapshotThreshold: n.cfg.SnapshotThreshold, SnapshotInterval: n.cfg.SnapshotInterval, TrailingLogs: n.cfg.TrailingLogs,
-		SharedLog: sharedLog}
+		MaxAppendEntries: n.cfg.MaxAppendEntries,
+		SharedLog:        sharedLog}
 	if n.cfg.FastRaft {
 		hc.Raft = shard.FastTiming()
 	}

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,13 @@ type HostConfig struct {
 	// follower slightly behind catches up without a snapshot (default:
 	// raft's, 10240).
 	TrailingLogs uint64
+	// MaxAppendEntries is how many log entries one AppendEntries RPC
+	// carries at most, and how many proposals the leader writes to its log
+	// in one go (default DefaultMaxAppendEntries; raft allows at most
+	// 1024). A follower that fell behind catches up in batches of this
+	// many, one round trip and fsync each. Zero takes the default; values
+	// outside 1..1024 are refused.
+	MaxAppendEntries int
 	// TransportTimeout bounds one Raft RPC's I/O (default 2s);
 	// TransportPool is how many idle connections to keep per peer and shard
 	// (default 3).
@@ -171,8 +179,24 @@ func (c HostConfig) withDefaults() (HostConfig, error) {
 	if c.TransportPool <= 0 {
 		c.TransportPool = DefaultTransportPool
 	}
+	switch {
+	case c.MaxAppendEntries == 0:
+		c.MaxAppendEntries = DefaultMaxAppendEntries
+	case c.MaxAppendEntries < 0 || c.MaxAppendEntries > maxAppendEntriesLimit:
+		return c, fmt.Errorf("shard: HostConfig.MaxAppendEntries must be within 1..%d, got %d", maxAppendEntriesLimit, c.MaxAppendEntries)
+	}
 	return c, nil
 }
+
+// DefaultMaxAppendEntries is HostConfig.MaxAppendEntries's default, 8
+// times raft's own (64): a follower that restarted under W1 caught up 64
+// entries per round trip, about as fast as new ones came, and was still
+// some 700 entries behind when the next leader needed it for a quorum
+// (BENCHMARKS.md, "Failover: where the windows went").
+const DefaultMaxAppendEntries = 512
+
+// maxAppendEntriesLimit is the most raft's ValidateConfig accepts.
+const maxAppendEntriesLimit = 1024
 
 // raftConfig is raft's configuration for one replica.
 func (c *HostConfig) raftConfig() *raft.Config {
@@ -191,6 +215,7 @@ func (c *HostConfig) raftConfig() *raft.Config {
 	if c.TrailingLogs > 0 {
 		rc.TrailingLogs = c.TrailingLogs
 	}
+	rc.MaxAppendEntries = cmp.Or(c.MaxAppendEntries, DefaultMaxAppendEntries)
 	// A replica removed from its shard keeps running, leaderless and
 	// harmless, until its node closes it; raft shutting itself down would
 	// leave a Group whose every call fails with ErrShutdown.

@@ -129,9 +129,11 @@ func TestNewHostValidates(t *testing.T) {
 	dir := t.TempDir()
 	quiet := slog.New(slog.DiscardHandler)
 	for name, cfg := range map[string]shard.HostConfig{
-		"no node id":  {DataDir: dir, Mux: mux},
-		"no data dir": {NodeID: "n", Mux: mux},
-		"no mux":      {NodeID: "n", DataDir: dir},
+		"no node id":                         {DataDir: dir, Mux: mux},
+		"no data dir":                        {NodeID: "n", Mux: mux},
+		"no mux":                             {NodeID: "n", DataDir: dir},
+		"MaxAppendEntries over raft's limit": {NodeID: "n", DataDir: dir, Mux: mux, MaxAppendEntries: 1025},
+		"negative MaxAppendEntries":          {NodeID: "n", DataDir: dir, Mux: mux, MaxAppendEntries: -1},
 	} {
 		if _, err := shard.NewHost(cfg); err == nil {
 			t.Errorf("NewHost with %s: no error", name)
