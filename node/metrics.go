@@ -114,12 +114,14 @@ var (
 		"Coalesced heartbeats not answered within the transport timeout.", nil, nil)
 	descStaleConns = prometheus.NewDesc("frontdesk_raft_stale_conns_total",
 		"Raft RPCs sent again because their pooled connection had been closed by the peer (typically after the peer restarted).", nil, nil)
+	descRefusedRedials = prometheus.NewDesc("frontdesk_raft_refused_redials_total",
+		"Redials of a raft append held while its follower's port refused connections (the follower down or restarting).", nil, nil)
 )
 
 func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue, descEntries, descCommands,
 		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails, descPeersDown, descFastElections,
-		descBeatCalls, descBeatBatches, descBeatTimeouts, descStaleConns} {
+		descBeatCalls, descBeatBatches, descBeatTimeouts, descStaleConns, descRefusedRedials} {
 		ch <- d
 	}
 }
@@ -127,7 +129,8 @@ func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
 	ms := c.n.mux.Stats()
 	for d, v := range map[*prometheus.Desc]uint64{descPeersDown: ms.PeersDown, descBeatCalls: ms.BeatCalls,
-		descBeatBatches: ms.BeatBatches, descBeatTimeouts: ms.BeatTimeouts, descStaleConns: ms.StaleConns} {
+		descBeatBatches: ms.BeatBatches, descBeatTimeouts: ms.BeatTimeouts, descStaleConns: ms.StaleConns,
+		descRefusedRedials: ms.RefusedRedials} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	ch <- prometheus.MustNewConstMetric(descFastElections, prometheus.CounterValue, float64(c.n.host.FastElections()))

@@ -10,9 +10,10 @@
 // whose heartbeats travel to each peer together with every other shard's, in
 // one write per batch (beats.go says why), which tells idle followers the
 // commit index with a heartbeat (commit.go), which sends an append or a vote
-// request again when its pooled connection turns out closed by the peer
-// (stale.go), and which passes every RPC raft receives through an optional
-// filter.
+// request again when its pooled connection turns out closed by the peer,
+// and holds an append whose follower refuses connections until it is back
+// or a second has passed (stale.go), and which passes every RPC raft
+// receives through an optional filter.
 //
 // # Wire format
 //

@@ -65,13 +65,16 @@ type Stats struct {
 	BeatBatches  uint64 // writes that carried them
 	BeatTimeouts uint64 // coalesced calls not answered in time
 	StaleConns   uint64 // raft RPCs sent again: their pooled connection was closed by the peer (stale.go)
+	// RefusedRedials: redials of an append held while the peer refused
+	// connections (stale.go).
+	RefusedRedials uint64
 }
 
 type counters struct {
 	accepted, routed, unknownShard, badHeader atomic.Uint64
 	watching, watchLost, peersDown            atomic.Uint64
 	beatCalls, beatBatches, beatTimeouts      atomic.Uint64
-	staleConns                                atomic.Uint64
+	staleConns, refusedRedials                atomic.Uint64
 }
 
 // NewMux returns a Mux that serves ln until Close; it takes ownership of ln.
@@ -114,17 +117,18 @@ func (m *Mux) Addr() net.Addr { return m.addr }
 // Stats returns a snapshot of the connection counters.
 func (m *Mux) Stats() Stats {
 	return Stats{
-		Accepted:     m.stats.accepted.Load(),
-		Routed:       m.stats.routed.Load(),
-		UnknownShard: m.stats.unknownShard.Load(),
-		BadHeader:    m.stats.badHeader.Load(),
-		Watching:     m.stats.watching.Load(),
-		WatchLost:    m.stats.watchLost.Load(),
-		PeersDown:    m.stats.peersDown.Load(),
-		BeatCalls:    m.stats.beatCalls.Load(),
-		BeatBatches:  m.stats.beatBatches.Load(),
-		BeatTimeouts: m.stats.beatTimeouts.Load(),
-		StaleConns:   m.stats.staleConns.Load(),
+		Accepted:       m.stats.accepted.Load(),
+		Routed:         m.stats.routed.Load(),
+		UnknownShard:   m.stats.unknownShard.Load(),
+		BadHeader:      m.stats.badHeader.Load(),
+		Watching:       m.stats.watching.Load(),
+		WatchLost:      m.stats.watchLost.Load(),
+		PeersDown:      m.stats.peersDown.Load(),
+		BeatCalls:      m.stats.beatCalls.Load(),
+		BeatBatches:    m.stats.beatBatches.Load(),
+		BeatTimeouts:   m.stats.beatTimeouts.Load(),
+		StaleConns:     m.stats.staleConns.Load(),
+		RefusedRedials: m.stats.refusedRedials.Load(),
 	}
 }
 

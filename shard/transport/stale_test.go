@@ -1,11 +1,15 @@
 package transport
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -140,5 +144,81 @@ func TestStaleConnsRetried(t *testing.T) {
 	}
 	if got := a.Stats().StaleConns - before; got > 2 {
 		t.Errorf("append to a closed peer: %d retries, want at most MaxPool (2)", got)
+	}
+}
+
+// TestRefusedAppendHeld: an append to a follower whose port refuses
+// connections (its process down) is held and redialed, not failed back to
+// raft at once, and goes through when the follower's port opens again;
+// one whose follower stays down fails with the refusal after refusedHold.
+func TestRefusedAppendHeld(t *testing.T) {
+	a := newTestMux(t)
+	ta := mustTransport(t, a, 1, 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the follower is down: its port refuses
+	withEntries := idleAppend(1)
+	withEntries.Entries = []*raft.Log{{Index: 11, Term: 1, Type: raft.LogCommand, Data: []byte("x")}}
+
+	done := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		err := ta.AppendEntries("b", raft.ServerAddress(addr), withEntries, &resp)
+		if err == nil && resp.LastLog != 1001 {
+			err = fmt.Errorf("answered by the wrong path: LastLog %d", resp.LastLog)
+		}
+		done <- err
+	}()
+	eventually(t, 5*time.Second, func() error {
+		if a.Stats().RefusedRedials == 0 {
+			return errors.New("no redial yet")
+		}
+		return nil
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the append returned while its follower was down: %v", err)
+	default:
+	}
+	// The follower's process comes back on the same port.
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", addr, err)
+	}
+	b, err := NewMux(ln, nil, WithLogger(testLogger(t, slog.LevelDebug)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	fakeRaft(t, mustTransport(t, b, 1, 0), 1)
+	if err := <-done; err != nil {
+		t.Fatalf("append held across the follower's restart: %v, want it answered", err)
+	}
+
+	// A follower that stays down: the refusal, after the hold.
+	b.Close()
+	before := a.Stats().RefusedRedials
+	start := time.Now()
+	var resp raft.AppendEntriesResponse
+	err = ta.AppendEntries("b", raft.ServerAddress(addr), withEntries, &resp)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("append to a follower that stays down: %v, want connection refused", err)
+	}
+	if held := time.Since(start); held < refusedHold {
+		t.Fatalf("the append failed after %v, want it held %v first", held, refusedHold)
+	}
+	if n := a.Stats().RefusedRedials - before; n < 2 {
+		t.Fatalf("%d redials while held, want several", n)
+	}
+	// Heartbeats are not held.
+	start = time.Now()
+	if err := ta.AppendEntries("b", raft.ServerAddress(addr), heartbeat(1), &resp); err == nil {
+		t.Fatalf("heartbeat to a follower that is down: no error")
+	}
+	if d := time.Since(start); d >= refusedHold {
+		t.Fatalf("a heartbeat to a down follower took %v: held like an append", d)
 	}
 }

@@ -130,7 +130,7 @@ func (t *Transport) Hurry() (done func()) {
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if !isHeartbeat(req) {
 		t.stamps.sending(id, req)
-		err := t.appendDirect(id, target, req, resp)
+		err := t.appendHeld(id, target, req, resp)
 		if err == nil {
 			t.stamps.answered(id, req, resp)
 		}
