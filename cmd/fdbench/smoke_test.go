@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,7 +54,9 @@ func TestW1LocalSmoke(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	args := []string{"w1", "--local", "3", "-d", "3s", "-c", "8", "--json", "--warmup", "500ms", "--setup-c", "64", "--batch", "32"}
+	clientLog := filepath.Join(t.TempDir(), "client.jsonl")
+	args := []string{"w1", "--local", "3", "-d", "3s", "-c", "8", "--json", "--warmup", "500ms", "--setup-c", "64", "--batch", "32",
+		"--client-log", clientLog}
 	if bin := os.Getenv("FDBENCH_FRONTDESKD"); bin != "" {
 		args = append(args, "--frontdeskd", bin)
 	}
@@ -68,6 +72,32 @@ func TestW1LocalSmoke(t *testing.T) {
 	}
 	if r["errors"] != 0.0 {
 		t.Errorf("errors = %v (last: %v), want 0 on a healthy cluster", r["errors"], r["last_error"])
+	}
+	// The client log is JSON lines, one record each (what a run logs
+	// depends on its retries and slow ops).
+	data, err := os.ReadFile(clientLog)
+	if err != nil {
+		t.Fatalf("--client-log: %v", err)
+	}
+	for i, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal(line, &rec); err != nil || rec["msg"] == nil {
+			t.Fatalf("--client-log line %d is not a log record (%v): %s", i+1, err, line)
+		}
+	}
+	t.Logf("--client-log: %d bytes", len(data))
+}
+
+// A --client-log that cannot be created is an error naming the flag.
+func TestClientLogUnwritable(t *testing.T) {
+	var out, errs bytes.Buffer
+	err := run(context.Background(), []string{"w1", "--addr", "127.0.0.1:1", "--client-log",
+		filepath.Join(t.TempDir(), "missing", "client.jsonl")}, &out, &errs)
+	if err == nil || !strings.Contains(err.Error(), "--client-log") {
+		t.Fatalf("got %v, want an error naming --client-log", err)
 	}
 }
 
