@@ -256,6 +256,21 @@ func (p *beatPeer) flush() {
 	}
 
 	p.mu.Lock()
+	if p.cur != cur {
+		// The reader dropped the connection already: a peer that does
+		// not take coalesced RPCs closes it as soon as it reads the
+		// header. The calls go one by one then; otherwise the next flush
+		// dials again.
+		var failed []*beatCall
+		if time.Now().Before(p.unsupported) {
+			failed, p.queue = p.queue, nil
+		}
+		p.mu.Unlock()
+		for _, c := range failed {
+			c.done <- errNoBeats
+		}
+		return
+	}
 	batch := p.queue
 	p.queue = nil
 	for _, c := range batch {
