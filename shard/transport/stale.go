@@ -86,16 +86,23 @@ func (t *Transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, 
 // second of downtime instead of one per doubling, and the held append goes
 // through within refusedRedial of the follower's port opening again.
 // Holding it blocks only raft's replication goroutine for that follower.
+//
+// The same goes for an append the peer closed unanswered on every pooled
+// connection and a fresh one (retryStale gave up): a node that is up but
+// has not opened that shard yet — a restart opens them one after another —
+// closes connections for it at once (see the package contract), and raft
+// backed off from those the same way.
 const (
 	refusedHold   = time.Second
 	refusedRedial = 50 * time.Millisecond
 )
 
 // appendHeld is appendDirect, holding an append whose connection is
-// refused (see above). Each redial counts in Stats.RefusedRedials.
+// refused or closed unanswered (see above). Each redial counts in
+// Stats.RefusedRedials.
 func (t *Transport) appendHeld(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := t.appendDirect(id, target, req, resp)
-	if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+	if !peerNotServing(err) {
 		return err
 	}
 	deadline := time.Now().Add(refusedHold)
@@ -108,10 +115,16 @@ func (t *Transport) appendHeld(id raft.ServerID, target raft.ServerAddress, req 
 		case <-timer.C:
 		}
 		t.mux.stats.refusedRedials.Add(1)
-		if err = t.appendDirect(id, target, req, resp); err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		if err = t.appendDirect(id, target, req, resp); !peerNotServing(err) {
 			return err
 		}
 		timer.Reset(refusedRedial)
 	}
 	return err
+}
+
+// peerNotServing reports whether an append failed because the peer's port
+// refused the connection or the peer closed it unanswered.
+func peerNotServing(err error) bool {
+	return err != nil && (errors.Is(err, syscall.ECONNREFUSED) || closedByPeer(err))
 }

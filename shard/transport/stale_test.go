@@ -222,3 +222,40 @@ func TestRefusedAppendHeld(t *testing.T) {
 		t.Fatalf("a heartbeat to a down follower took %v: held like an append", d)
 	}
 }
+
+// TestUnservedShardAppendHeld: an append to a node that is up but has not
+// opened the shard yet (it closes such connections unanswered, as a node
+// restarting opens its shards one by one) is held too, and goes through
+// once the shard is open there.
+func TestUnservedShardAppendHeld(t *testing.T) {
+	a, b := newTestMux(t), newTestMux(t)
+	ta := mustTransport(t, a, 1, 0)
+	target := raft.ServerAddress(b.Addr().String())
+	withEntries := idleAppend(1)
+	withEntries.Entries = []*raft.Log{{Index: 11, Term: 1, Type: raft.LogCommand, Data: []byte("x")}}
+
+	done := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		err := ta.AppendEntries("b", target, withEntries, &resp)
+		if err == nil && resp.LastLog != 1001 {
+			err = fmt.Errorf("answered by the wrong path: LastLog %d", resp.LastLog)
+		}
+		done <- err
+	}()
+	eventually(t, 5*time.Second, func() error {
+		if b.Stats().UnknownShard == 0 || a.Stats().RefusedRedials == 0 {
+			return errors.New("no closed connection and redial yet")
+		}
+		return nil
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the append returned while the shard was not open there: %v", err)
+	default:
+	}
+	fakeRaft(t, mustTransport(t, b, 1, 0), 1) // the shard opens
+	if err := <-done; err != nil {
+		t.Fatalf("append held until the shard opened: %v, want it answered", err)
+	}
+}
