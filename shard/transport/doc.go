@@ -11,9 +11,9 @@
 // one write per batch (beats.go says why), which tells idle followers the
 // commit index with a heartbeat (commit.go), which sends an append or a vote
 // request again when its pooled connection turns out closed by the peer,
-// and holds an append whose follower refuses connections until it is back
-// or a second has passed (stale.go), and which passes every RPC raft
-// receives through an optional filter.
+// and holds an append whose follower refuses connections, or closes them
+// unanswered, until it takes it or a second has passed (stale.go), and
+// which passes every RPC raft receives through an optional filter.
 //
 // # Wire format
 //
