@@ -114,8 +114,11 @@ func (t *Transport) appendHeld(id raft.ServerID, target raft.ServerAddress, req 
 			return err
 		case <-timer.C:
 		}
+		// One dial per redial: the pool to this peer is empty by now,
+		// so retryStale's retries would only dial again at once.
 		t.mux.stats.refusedRedials.Add(1)
-		if err = t.appendDirect(id, target, req, resp); !peerNotServing(err) {
+		*resp = raft.AppendEntriesResponse{}
+		if err = t.NetworkTransport.AppendEntries(id, target, req, resp); !peerNotServing(err) {
 			return err
 		}
 		timer.Reset(refusedRedial)
