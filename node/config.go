@@ -241,8 +241,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("--log-store must be %s, %s or %s, got %q", LogStoreAuto, LogStoreShared, LogStorePerShard, c.LogStore)
 	}
-	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
-		return fmt.Errorf("--raft-max-append-entries must be within 1..1024 (0: the default), got %d", c.MaxAppendEntries)
+	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > shard.MaxAppendEntriesLimit {
+		return fmt.Errorf("--raft-max-append-entries must be within 1..%d (0: the default), got %d", shard.MaxAppendEntriesLimit, c.MaxAppendEntries)
 	}
 	if c.DeadAfter < 0 {
 		return fmt.Errorf("--dead-after must not be negative, got %v", c.DeadAfter)

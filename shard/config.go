@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -182,8 +181,8 @@ func (c HostConfig) withDefaults() (HostConfig, error) {
 	switch {
 	case c.MaxAppendEntries == 0:
 		c.MaxAppendEntries = DefaultMaxAppendEntries
-	case c.MaxAppendEntries < 0 || c.MaxAppendEntries > maxAppendEntriesLimit:
-		return c, fmt.Errorf("shard: HostConfig.MaxAppendEntries must be within 1..%d, got %d", maxAppendEntriesLimit, c.MaxAppendEntries)
+	case c.MaxAppendEntries < 0 || c.MaxAppendEntries > MaxAppendEntriesLimit:
+		return c, fmt.Errorf("shard: HostConfig.MaxAppendEntries must be within 1..%d, got %d", MaxAppendEntriesLimit, c.MaxAppendEntries)
 	}
 	return c, nil
 }
@@ -195,8 +194,9 @@ func (c HostConfig) withDefaults() (HostConfig, error) {
 // (BENCHMARKS.md, "Failover: where the windows went").
 const DefaultMaxAppendEntries = 512
 
-// maxAppendEntriesLimit is the most raft's ValidateConfig accepts.
-const maxAppendEntriesLimit = 1024
+// MaxAppendEntriesLimit is the most HostConfig.MaxAppendEntries may be:
+// the most raft's ValidateConfig accepts.
+const MaxAppendEntriesLimit = 1024
 
 // raftConfig is raft's configuration for one replica.
 func (c *HostConfig) raftConfig() *raft.Config {
@@ -215,7 +215,7 @@ func (c *HostConfig) raftConfig() *raft.Config {
 	if c.TrailingLogs > 0 {
 		rc.TrailingLogs = c.TrailingLogs
 	}
-	rc.MaxAppendEntries = cmp.Or(c.MaxAppendEntries, DefaultMaxAppendEntries)
+	rc.MaxAppendEntries = c.MaxAppendEntries // set by withDefaults
 	// A replica removed from its shard keeps running, leaderless and
 	// harmless, until its node closes it; raft shutting itself down would
 	// leave a Group whose every call fails with ErrShutdown.

@@ -79,7 +79,7 @@ func (g *Group) leaderGone(addr raft.ServerAddress, servers []raft.Server) {
 		// node's report, and behind: its vote request, refused, made
 		// raft forget the leader. Then this replica stands at once.
 		if v := g.refusedSinceContact(addr, servers); v != nil {
-			g.standAfterRefusal(addr, v)
+			g.stand(addr, v.at, 0, v)
 		}
 		return
 	}
@@ -94,28 +94,33 @@ func (g *Group) leaderGone(addr raft.ServerAddress, servers []raft.Server) {
 	if turn < 0 {
 		return // not a voter
 	}
-	delay := time.Duration(turn) * g.fastElectStagger()
-	reported := time.Now()
-	select {
-	case <-g.closing:
+	g.stand(addr, time.Now(), time.Duration(turn)*g.fastElectStagger(), nil)
+}
+
+// stand starts an election in the background, told at since that the
+// leader's node at addr is gone: at once if delay is 0 and refused is nil;
+// otherwise after delay, or as soon as this replica refuses a behind
+// candidate's vote request (refused, if it already has), once raft has
+// taken that request's term — and then only if it is still leaderless.
+func (g *Group) stand(addr raft.ServerAddress, since time.Time, delay time.Duration, refused *voteRequest) {
+	if g.isClosing() {
 		return
-	default:
 	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		early := false
-		if delay > 0 {
-			var refused *voteRequest
-			if refused, early = g.awaitTurn(delay, reported); refused == nil && early {
-				return // closing
+		check := delay > 0 || refused != nil
+		if refused == nil && delay > 0 {
+			var closing bool
+			if refused, closing = g.awaitTurn(delay, since); closing {
+				return
 			}
-			if early && !g.awaitTerm(refused.term, delay) {
-				early = false // raft has not taken the request's term: wait no longer, stand as at the turn
-			}
-			if !g.stillLeaderless(addr, reported) {
-				return // someone else won, or raft already moved on
-			}
+		}
+		// If raft has not taken the refused request's term by now, stand
+		// anyway, as at the turn (not counted as early).
+		early := refused != nil && g.awaitTerm(refused.term, g.fastElectStagger())
+		if check && !g.stillLeaderless(addr, since) {
+			return // someone else won, or raft already moved on
 		}
 		if g.startElection(addr) && early {
 			g.fastElectionsEarly.Add(1)
@@ -144,32 +149,10 @@ func (g *Group) refusedSinceContact(addr raft.ServerAddress, servers []raft.Serv
 	return v
 }
 
-// standAfterRefusal starts an election in the background once raft has
-// taken the term of v, the vote request it refused, unless by then this
-// replica heard from a leader or may no longer stand.
-func (g *Group) standAfterRefusal(addr raft.ServerAddress, v *voteRequest) {
-	select {
-	case <-g.closing:
-		return
-	default:
-	}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if !g.awaitTerm(v.term, g.fastElectStagger()) || !g.stillLeaderless(addr, v.at) {
-			return
-		}
-		if g.startElection(addr) {
-			g.fastElectionsEarly.Add(1)
-		}
-	}()
-}
-
 // awaitTurn waits until delay has passed, or until this replica refuses a
-// vote request received after reported (the candidate's log behind its
-// own), which it returns with early set. It returns nil and early set if
-// the replica closes first.
-func (g *Group) awaitTurn(delay time.Duration, reported time.Time) (refused *voteRequest, early bool) {
+// vote request received after since (the candidate's log behind its own),
+// which it returns. closing: the replica closed first.
+func (g *Group) awaitTurn(delay time.Duration, since time.Time) (refused *voteRequest, closing bool) {
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	for {
@@ -179,8 +162,8 @@ func (g *Group) awaitTurn(delay time.Duration, reported time.Time) (refused *vot
 		case <-t.C:
 			return nil, false
 		case v := <-g.refusedVote:
-			if v.at.After(reported) {
-				return v, true
+			if v.at.After(since) {
+				return v, false
 			}
 		}
 	}

@@ -147,6 +147,21 @@ func TestStaleConnsRetried(t *testing.T) {
 	}
 }
 
+// appendAsync sends req through tr in the background; the channel gets
+// the outcome, an error too if fakeRaft's consumer did not answer it.
+func appendAsync(tr *Transport, target raft.ServerAddress, req *raft.AppendEntriesRequest) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		err := tr.AppendEntries("b", target, req, &resp)
+		if err == nil && resp.LastLog != 1001 {
+			err = fmt.Errorf("answered by the wrong path: LastLog %d", resp.LastLog)
+		}
+		done <- err
+	}()
+	return done
+}
+
 // TestRefusedAppendHeld: an append to a follower whose port refuses
 // connections (its process down) is held and redialed, not failed back to
 // raft at once, and goes through when the follower's port opens again;
@@ -163,15 +178,7 @@ func TestRefusedAppendHeld(t *testing.T) {
 	withEntries := idleAppend(1)
 	withEntries.Entries = []*raft.Log{{Index: 11, Term: 1, Type: raft.LogCommand, Data: []byte("x")}}
 
-	done := make(chan error, 1)
-	go func() {
-		var resp raft.AppendEntriesResponse
-		err := ta.AppendEntries("b", raft.ServerAddress(addr), withEntries, &resp)
-		if err == nil && resp.LastLog != 1001 {
-			err = fmt.Errorf("answered by the wrong path: LastLog %d", resp.LastLog)
-		}
-		done <- err
-	}()
+	done := appendAsync(ta, raft.ServerAddress(addr), withEntries)
 	eventually(t, 5*time.Second, func() error {
 		if a.Stats().RefusedRedials == 0 {
 			return errors.New("no redial yet")
@@ -234,15 +241,7 @@ func TestUnservedShardAppendHeld(t *testing.T) {
 	withEntries := idleAppend(1)
 	withEntries.Entries = []*raft.Log{{Index: 11, Term: 1, Type: raft.LogCommand, Data: []byte("x")}}
 
-	done := make(chan error, 1)
-	go func() {
-		var resp raft.AppendEntriesResponse
-		err := ta.AppendEntries("b", target, withEntries, &resp)
-		if err == nil && resp.LastLog != 1001 {
-			err = fmt.Errorf("answered by the wrong path: LastLog %d", resp.LastLog)
-		}
-		done <- err
-	}()
+	done := appendAsync(ta, target, withEntries)
 	eventually(t, 5*time.Second, func() error {
 		if b.Stats().UnknownShard == 0 || a.Stats().RefusedRedials == 0 {
 			return errors.New("no closed connection and redial yet")
