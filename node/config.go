@@ -53,6 +53,10 @@ type Config struct {
 	RaftHeartbeatTimeout time.Duration // --raft-heartbeat-timeout
 	RaftCommitTimeout    time.Duration // --raft-commit-timeout
 	RaftCoalesceWindow   time.Duration // --raft-coalesce-window
+	// RaftNoQuiet turns off quiet shards (shard/transport/quiet.go): a
+	// leader's heartbeats to a follower node that promised to follow stay
+	// home, and the follower's node keeps its replica's timer fed.
+	RaftNoQuiet bool // --raft-quiet=false
 
 	// Security (SECURITY.md).
 	AuthSecretFile   string  // --auth-secret-file: HMAC secret for API tokens (≥ 32 bytes)
@@ -131,6 +135,14 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 	})
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "a follower that hears nothing from its leader for between this and twice this starts an election; leaders heartbeat every tenth of it (0: 500ms). A leader whose process dies is replaced at once regardless (shard/DESIGN.md)")
 	fs.DurationVar(&c.RaftCommitTimeout, "raft-commit-timeout", 0, "how often an idle leader sends each follower an append anyway, which finds a follower whose log fell behind (0: 500ms; shorter costs idle CPU: 50ms doubles an idle node's; idle followers learn the commit index from the next heartbeat either way)")
+	fs.Func("raft-quiet", "leaders answer their heartbeats to a node whose replicas promised to follow them themselves, and one beat per node pair every fifth of the heartbeat timeout carries what the heartbeats would (shard/transport/quiet.go); false sends every heartbeat (default true)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		c.RaftNoQuiet = !on
+		return nil
+	})
 	fs.DurationVar(&c.RaftCoalesceWindow, "raft-coalesce-window", 0, "how long a shard's heartbeat may wait to travel with other shards' to the same node, in one write (0: a 25th of the heartbeat timeout; negative: each on its own)")
 	// Environment first, so that flags given on the command line win.
 	var envErr error
@@ -226,11 +238,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s must be 0 (the default) or at least 10ms, got %v", name, d)
 		}
 	}
-	hb := shard.LANTiming().HeartbeatTimeout
-	if c.FastRaft {
-		hb = shard.FastTiming().HeartbeatTimeout
-	}
-	hb = cmp.Or(c.RaftHeartbeatTimeout, hb)
+	hb := c.heartbeatTimeout()
 	if c.RaftCoalesceWindow > hb/5 {
 		return fmt.Errorf("--raft-coalesce-window must be at most a fifth of the heartbeat timeout (%v), got %v", hb, c.RaftCoalesceWindow)
 	}
@@ -314,4 +322,13 @@ func firstNonLoopbackIP() (string, error) {
 		}
 	}
 	return "", errors.New("no non-loopback IPv4 address")
+}
+
+// heartbeatTimeout is the shards' raft heartbeat timeout this config gives.
+func (c *Config) heartbeatTimeout() time.Duration {
+	hb := shard.LANTiming().HeartbeatTimeout
+	if c.FastRaft {
+		hb = shard.FastTiming().HeartbeatTimeout
+	}
+	return cmp.Or(c.RaftHeartbeatTimeout, hb)
 }

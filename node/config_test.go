@@ -15,7 +15,7 @@ func TestParseFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.APIAddr != ":7420" || c.RaftAddr != ":7421" || c.GossipAddr != ":7422" || c.Shards != 16 || c.TickInterval != time.Second ||
-			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.LogStore != LogStoreAuto || c.RaftHeartbeatTimeout != 0 || c.RaftCommitTimeout != 0 {
+			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.LogStore != LogStoreAuto || c.RaftHeartbeatTimeout != 0 || c.RaftCommitTimeout != 0 || c.RaftNoQuiet {
 			t.Fatalf("unexpected defaults: %+v", c)
 		}
 	})
@@ -24,14 +24,14 @@ func TestParseFlags(t *testing.T) {
 			"FRONTDESK_ID": "envid", "FRONTDESK_DATA_DIR": "/e", "FRONTDESK_SHARDS": "4",
 			"FRONTDESK_JOIN": "h1:7422, h2:7422", "FRONTDESK_BOOTSTRAP_EXPECT": "3",
 			"FRONTDESK_DEAD_AFTER": "3s", "FRONTDESK_REPLICATION": "5", "FRONTDESK_SHARED_LOG": "true",
-			"FRONTDESK_RAFT_HEARTBEAT_TIMEOUT": "1s", "FRONTDESK_RAFT_COMMIT_TIMEOUT": "100ms",
+			"FRONTDESK_RAFT_HEARTBEAT_TIMEOUT": "1s", "FRONTDESK_RAFT_COMMIT_TIMEOUT": "100ms", "FRONTDESK_RAFT_QUIET": "false",
 		}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c.ID != "envid" || c.DataDir != "/e" || c.Shards != 8 || c.BootstrapExpect != 3 ||
 			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 || c.LogStore != LogStoreShared ||
-			c.RaftHeartbeatTimeout != time.Second || c.RaftCommitTimeout != 100*time.Millisecond {
+			c.RaftHeartbeatTimeout != time.Second || c.RaftCommitTimeout != 100*time.Millisecond || !c.RaftNoQuiet {
 			t.Fatalf("got %+v", c)
 		}
 	})
@@ -56,6 +56,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{"no data dir", []string{"--id", "a"}, nil, "--data-dir is required"},
 		{"bad log store", []string{"--id", "a", "--data-dir", "/d", "--log-store", "bolt"}, nil, "--log-store"},
+		{"bad raft-quiet", []string{"--id", "a", "--data-dir", "/d", "--raft-quiet=sometimes"}, nil, "raft-quiet"},
 		{"bad shared-log", []string{"--id", "a", "--data-dir", "/d", "--shared-log=maybe"}, nil, "shared-log"},
 		{"zero shards", []string{"--id", "a", "--data-dir", "/d", "--shards", "0"}, nil, "--shards"},
 		{"bad address", []string{"--id", "a", "--data-dir", "/d", "--api-addr", "nope"}, nil, "--api-addr"},

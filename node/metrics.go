@@ -116,12 +116,22 @@ var (
 		"Raft RPCs sent again because their pooled connection had been closed by the peer (typically after the peer restarted).", nil, nil)
 	descRefusedRedials = prometheus.NewDesc("frontdesk_raft_refused_redials_total",
 		"Redials of a raft append held while its follower's port refused connections (the follower down or restarting).", nil, nil)
+	// Quiet shards (shard/transport/quiet.go).
+	descQuietBeats = prometheus.NewDesc("frontdesk_raft_quiet_heartbeats_total",
+		"Heartbeats this node's leaders answered themselves on the follower node's promise instead of sending them.", nil, nil)
+	descQuietAppends = prometheus.NewDesc("frontdesk_raft_quiet_appends_total",
+		"Idle appends (no entries, repeating one acknowledged) this node's leaders answered themselves on the follower node's promise.", nil, nil)
+	descQuietLeaves = prometheus.NewDesc("frontdesk_raft_quiet_leaves_total",
+		"Promises to follow a leader that replicas here withdrew before moving to a newer term.", nil, nil)
+	descQuietWaits = prometheus.NewDesc("frontdesk_raft_quiet_waits_total",
+		"Of those, withdrawals that had to wait for the leader's acknowledgement or for the promise to lapse.", nil, nil)
 )
 
 func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue, descEntries, descCommands,
 		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails, descPeersDown, descFastElections,
-		descBeatCalls, descBeatBatches, descBeatTimeouts, descStaleConns, descRefusedRedials} {
+		descBeatCalls, descBeatBatches, descBeatTimeouts, descStaleConns, descRefusedRedials,
+		descQuietBeats, descQuietAppends, descQuietLeaves, descQuietWaits} {
 		ch <- d
 	}
 }
@@ -130,7 +140,8 @@ func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
 	ms := c.n.mux.Stats()
 	for d, v := range map[*prometheus.Desc]uint64{descPeersDown: ms.PeersDown, descBeatCalls: ms.BeatCalls,
 		descBeatBatches: ms.BeatBatches, descBeatTimeouts: ms.BeatTimeouts, descStaleConns: ms.StaleConns,
-		descRefusedRedials: ms.RefusedRedials} {
+		descRefusedRedials: ms.RefusedRedials, descQuietBeats: ms.QuietHeartbeats, descQuietAppends: ms.QuietAppends,
+		descQuietLeaves: ms.QuietLeaves, descQuietWaits: ms.QuietWaits} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	ch <- prometheus.MustNewConstMetric(descFastElections, prometheus.CounterValue, float64(c.n.host.FastElections()))

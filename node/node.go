@@ -127,6 +127,11 @@ func (n *Node) start() error {
 	if n.sec.peerTLS != nil {
 		muxOpts = append(muxOpts, transport.WithTLS(n.sec.peerTLS))
 	}
+	if !n.cfg.RaftNoQuiet && n.cfg.RaftCoalesceWindow >= 0 {
+		// A quiet beat every fifth of the heartbeat timeout (100 ms at the
+		// default): it is what feeds a quiet follower's raft timer.
+		muxOpts = append(muxOpts, transport.WithQuiet(n.cfg.heartbeatTimeout()/5))
+	}
 	if n.mux, err = transport.NewMux(n.raftLn, advAddr, muxOpts...); err != nil {
 		return err
 	}

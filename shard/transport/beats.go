@@ -60,12 +60,16 @@ var msgpackHandle = &codec.MsgpackHandle{}
 // heartbeat (and answer it through the heartbeat handler, off raft's main
 // loop); the test is the one in raft v1.7.3's handleCommand.
 func isHeartbeat(req *raft.AppendEntriesRequest) bool {
-	leader := req.RPCHeader.Addr
-	if len(leader) == 0 {
-		leader = req.Leader //nolint:staticcheck // raft still reads it
-	}
-	return req.Term != 0 && leader != nil && req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
+	return req.Term != 0 && leaderOf(req) != nil && req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
 		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+}
+
+// leaderOf returns the address of req's sender, as raft reads it.
+func leaderOf(req *raft.AppendEntriesRequest) []byte {
+	if len(req.RPCHeader.Addr) != 0 {
+		return req.RPCHeader.Addr
+	}
+	return req.Leader //nolint:staticcheck // raft still reads it
 }
 
 // beatCall is one coalesced RPC waiting for its answer.
@@ -76,6 +80,9 @@ type beatCall struct {
 	resp    *raft.AppendEntriesResponse
 	flushBy time.Time
 	done    chan error // receives exactly once
+
+	beat   *quietBeat // a quiet beat (shard is quietShard, req nil; quiet.go)
+	sentAt time.Time  // when a quiet beat was written
 }
 
 // beatPeer sends coalesced RPCs to one peer: callers queue, its goroutine
@@ -84,6 +91,8 @@ type beatPeer struct {
 	m    *Mux
 	addr raft.ServerAddress
 	kick chan struct{} // cap 1: the queue or its deadline changed
+	// quietNow (cap 1) asks for a quiet beat at once (quiet.go).
+	quietNow chan struct{}
 
 	mu          sync.Mutex
 	queue       []*beatCall
@@ -93,6 +102,8 @@ type beatPeer struct {
 	cur         *beatConn
 	unsupported time.Time // until then, errNoBeats
 	stopped     bool
+	quiet       quietGrant // what the peer promised on cur (quiet.go)
+	quietGen    uint64     // the last promise generation given out
 }
 
 // beatConn is one connection of a beatPeer.
@@ -113,7 +124,8 @@ func (m *Mux) beatPeerFor(addr raft.ServerAddress) *beatPeer {
 	}
 	p := m.beatPeers[addr]
 	if p == nil {
-		p = &beatPeer{m: m, addr: addr, kick: make(chan struct{}, 1), pending: make(map[uint64]*beatCall)}
+		p = &beatPeer{m: m, addr: addr, kick: make(chan struct{}, 1), quietNow: make(chan struct{}, 1),
+			pending: make(map[uint64]*beatCall)}
 		m.beatPeers[addr] = p
 		m.wg.Add(1)
 		go p.run()
@@ -209,6 +221,12 @@ func (p *beatPeer) run() {
 	defer p.m.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var quietTick <-chan time.Time
+	if q := p.m.quiet; q != nil {
+		t := time.NewTicker(q.every)
+		defer t.Stop()
+		quietTick = t.C
+	}
 	for {
 		p.mu.Lock()
 		n, by := len(p.queue), p.flushBy
@@ -224,6 +242,10 @@ func (p *beatPeer) run() {
 		select {
 		case <-p.kick:
 		case <-timer.C:
+		case <-quietTick:
+			p.sendQuiet()
+		case <-p.quietNow:
+			p.sendQuiet()
 		case <-p.m.done:
 			p.stop()
 			return
@@ -273,10 +295,18 @@ func (p *beatPeer) flush() {
 	}
 	batch := p.queue
 	p.queue = nil
+	now := time.Now()
 	for _, c := range batch {
 		p.seq++
 		c.seq = p.seq
 		p.pending[c.seq] = c
+		if c.beat != nil {
+			// The acknowledgement is of this connection's answers only.
+			c.beat.Ack, c.sentAt = 0, now
+			if p.quiet.conn == cur {
+				c.beat.Ack = p.quiet.ack
+			}
+		}
 	}
 	p.mu.Unlock()
 	if len(batch) == 0 {
@@ -292,7 +322,12 @@ func (p *beatPeer) flush() {
 		if err = cur.enc.Encode(c.shard); err != nil {
 			break
 		}
-		if err = cur.enc.Encode(c.req); err != nil {
+		if c.beat != nil {
+			err = cur.enc.Encode(c.beat)
+		} else {
+			err = cur.enc.Encode(c.req)
+		}
+		if err != nil {
 			break
 		}
 	}
@@ -304,7 +339,13 @@ func (p *beatPeer) flush() {
 		return
 	}
 	p.m.stats.beatBatches.Add(1)
-	p.m.stats.beatCalls.Add(uint64(len(batch)))
+	calls := uint64(0)
+	for _, c := range batch {
+		if c.beat == nil {
+			calls++
+		}
+	}
+	p.m.stats.beatCalls.Add(calls)
 }
 
 // beatWriteTimeout bounds writing one batch.
@@ -336,9 +377,6 @@ func (p *beatPeer) read(c *beatConn) {
 		if err == nil {
 			err = dec.Decode(&errMsg)
 		}
-		if err == nil {
-			err = dec.Decode(&resp)
-		}
 		if err != nil {
 			p.drop(c, err)
 			return
@@ -348,6 +386,20 @@ func (p *beatPeer) read(c *beatConn) {
 		delete(p.pending, seq)
 		c.answered = true
 		p.mu.Unlock()
+		if seq == 0 || (call != nil && call.beat != nil) {
+			// A quiet answer, or the peer's unsolicited news (quiet.go).
+			var ans quietAnswer
+			if err := dec.Decode(&ans); err != nil {
+				p.drop(c, err)
+				return
+			}
+			p.takeQuiet(c, call, errMsg, &ans)
+			continue
+		}
+		if err := dec.Decode(&resp); err != nil {
+			p.drop(c, err)
+			return
+		}
 		if call == nil {
 			continue // its caller gave up
 		}
@@ -371,6 +423,7 @@ func (p *beatPeer) drop(c *beatConn, err error) {
 		return
 	}
 	p.cur = nil
+	p.quiet = quietGrant{} // forgotten before the peer can see the connection closed
 	calls := p.pending
 	p.pending = make(map[uint64]*beatCall)
 	if !c.answered && !p.stopped && closedByPeer(err) {
@@ -438,6 +491,7 @@ func (m *Mux) serveBeats(c net.Conn) {
 	br := bufio.NewReaderSize(c, 16<<10)
 	dec := codec.NewDecoder(br, msgpackHandle)
 	out := &beatAnswers{ready: make(chan struct{}, 1), stop: make(chan struct{})}
+	qc := &quietConn{out: out}
 	var writer sync.WaitGroup
 	writer.Add(1)
 	go func() {
@@ -459,10 +513,22 @@ func (m *Mux) serveBeats(c net.Conn) {
 		if err == nil {
 			err = dec.Decode(&shard)
 		}
-		if err == nil {
+		if err == nil && shard == quietShard && m.quiet != nil {
+			var b quietBeat
+			if err = dec.Decode(&b); err == nil {
+				m.quiet.serve(qc, seq, &b)
+				if br.Buffered() == 0 {
+					out.flush()
+				}
+				continue
+			}
+		} else if err == nil {
 			err = dec.Decode(req)
 		}
 		if err != nil {
+			if m.quiet != nil {
+				m.quiet.ended(qc, closedByPeer(err))
+			}
 			if !errors.Is(err, io.EOF) && !m.isClosed() {
 				m.logger.Debug("coalesced-RPC connection ended", "remote", c.RemoteAddr(), "err", err)
 			}
@@ -494,7 +560,7 @@ type beatAnswers struct {
 type beatAnswer struct {
 	seq  uint64
 	err  string
-	resp *raft.AppendEntriesResponse
+	resp any // *raft.AppendEntriesResponse, or *quietAnswer
 }
 
 // add queues an answer; flush lets the writer send what is queued.
@@ -503,9 +569,17 @@ func (a *beatAnswers) add(seq uint64, err error, resp any) {
 	if err != nil {
 		ans.err = err.Error()
 	}
-	if r, ok := resp.(*raft.AppendEntriesResponse); ok {
+	switch r := resp.(type) {
+	case *raft.AppendEntriesResponse:
+		if r != nil {
+			ans.resp = r
+		}
+	case *quietAnswer:
 		ans.resp = r
-	} else if err == nil {
+	default:
+		if err != nil {
+			break
+		}
 		ans.err = fmt.Sprintf("transport: unexpected answer %T", resp)
 	}
 	if ans.resp == nil {

@@ -39,7 +39,11 @@
 // raft.AppendEntriesRequest), many in one write, and the accepting side
 // answers each with a triple (sequence number, error string — empty for
 // none —, raft.AppendEntriesResponse), in any order. Only heartbeats are
-// taken; anything else is answered with an error.
+// taken; anything else is answered with an error. With [WithQuiet], a triple
+// whose shard id is 0xFFFFFFFF carries a quietBeat instead of a request and
+// is answered with a quietAnswer; an answer with sequence number 0 is a
+// quietAnswer nobody asked for (a replica withdrawing its promise). A node
+// without quiet shards answers a quiet beat "shard not served" (quiet.go).
 //
 // A connection whose first byte is 0xF2 is a watch connection ([Mux.WatchPeers]):
 // no shard id follows and nothing more is sent either way; the accepting Mux

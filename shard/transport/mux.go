@@ -47,6 +47,7 @@ type Mux struct {
 
 	transports map[uint32]*Transport            // shards answering coalesced RPCs, see beats.go
 	beatPeers  map[raft.ServerAddress]*beatPeer // senders of coalesced RPCs
+	quiet      *quietFollower                   // nil: quiet shards off (quiet.go)
 
 	wg    sync.WaitGroup // serve and route goroutines
 	stats counters
@@ -68,6 +69,10 @@ type Stats struct {
 	// RefusedRedials: redials of an append held while the peer refused
 	// connections (stale.go).
 	RefusedRedials uint64
+	// Quiet shards (quiet.go): heartbeats and idle appends this node's
+	// leaders answered themselves on a follower's promise; replicas here
+	// that withdrew a promise, and of those, how many had to wait.
+	QuietHeartbeats, QuietAppends, QuietLeaves, QuietWaits uint64
 }
 
 type counters struct {
@@ -75,6 +80,8 @@ type counters struct {
 	watching, watchLost, peersDown            atomic.Uint64
 	beatCalls, beatBatches, beatTimeouts      atomic.Uint64
 	staleConns, refusedRedials                atomic.Uint64
+	quietBeats, quietAppends                  atomic.Uint64
+	quietLeaves, quietWaits                   atomic.Uint64
 }
 
 // NewMux returns a Mux that serves ln until Close; it takes ownership of ln.
@@ -129,6 +136,11 @@ func (m *Mux) Stats() Stats {
 		BeatTimeouts:   m.stats.beatTimeouts.Load(),
 		StaleConns:     m.stats.staleConns.Load(),
 		RefusedRedials: m.stats.refusedRedials.Load(),
+
+		QuietHeartbeats: m.stats.quietBeats.Load(),
+		QuietAppends:    m.stats.quietAppends.Load(),
+		QuietLeaves:     m.stats.quietLeaves.Load(),
+		QuietWaits:      m.stats.quietWaits.Load(),
 	}
 }
 

@@ -56,6 +56,7 @@ func (t *Transport) appendDirect(id raft.ServerID, target raft.ServerAddress, re
 // RequestVote sends a vote request over the NetworkTransport, retrying on
 // stale connections.
 func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, req *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	t.leaveTerm(req.Term, false) // a candidate leaves what it promised first (quiet.go)
 	return t.retryStale(func() error {
 		*resp = raft.RequestVoteResponse{}
 		return t.NetworkTransport.RequestVote(id, target, req, resp)

@@ -30,6 +30,12 @@ type Transport struct {
 	hurry  atomic.Int32
 	stamps commitStamps // commit.go
 
+	// Quiet shards (quiet.go): heartbeats sent per peer, and the last
+	// append without entries each follower acknowledged.
+	marks  leadMarks
+	idleMu sync.Mutex
+	idle   map[raft.ServerID]idleAck
+
 	closeOnce sync.Once
 	relay     sync.WaitGroup
 }
@@ -95,10 +101,18 @@ func (t *Transport) Consumer() <-chan raft.RPC { return t.out }
 func (t *Transport) SetHeartbeatHandler(cb func(raft.RPC)) {
 	if cb == nil {
 		t.hb.Store(nil)
-	} else {
-		t.hb.Store(&cb)
+		t.NetworkTransport.SetHeartbeatHandler(nil)
+		return
 	}
-	t.NetworkTransport.SetHeartbeatHandler(cb)
+	t.hb.Store(&cb)
+	if t.mux.quiet == nil {
+		t.NetworkTransport.SetHeartbeatHandler(cb)
+		return
+	}
+	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		t.leaveFor(rpc) // a heartbeat from a newer leader (quiet.go)
+		cb(rpc)
+	})
 }
 
 // Hurry makes heartbeats of this shard go without waiting for others until
@@ -129,11 +143,16 @@ func (t *Transport) Hurry() (done func()) {
 // connection turns out closed by the peer (stale.go).
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if !isHeartbeat(req) {
+		done, gen := t.quietAppend(id, target, req, resp)
+		if done {
+			return nil
+		}
 		t.stamps.sending(id, req)
 		err := t.appendHeld(id, target, req, resp)
 		if err == nil {
 			t.stamps.answered(id, req, resp)
 		}
+		t.appended(id, req, resp, err, gen)
 		return err
 	}
 	if t.hurry.Load() == 0 {
@@ -144,6 +163,9 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, r
 			}
 			return err
 		}
+	}
+	if t.quietHeartbeat(target, req, resp) {
+		return nil
 	}
 	if t.window <= 0 {
 		return t.appendDirect(id, target, req, resp)
@@ -178,6 +200,9 @@ func (t *Transport) Close() error {
 		}
 		t.mux.mu.Unlock()
 		close(t.done)
+		if q := t.mux.quiet; q != nil {
+			q.forget(t.shard)
+		}
 		err = t.NetworkTransport.Close()
 		t.relay.Wait()
 	})
@@ -202,6 +227,7 @@ func (t *Transport) run() {
 // closes first (rpc is then not answered; the NetworkTransport that
 // produced it is closing too).
 func (t *Transport) deliver(rpc raft.RPC) {
+	t.leaveFor(rpc) // quiet.go
 	if t.filter != nil && t.filter(rpc) {
 		return
 	}
@@ -222,8 +248,13 @@ func (t *Transport) serveHeartbeat(req *raft.AppendEntriesRequest, seq uint64, o
 		out.add(seq, fmt.Errorf("transport: shard %d: only heartbeats are taken coalesced", t.shard), nil)
 		return
 	}
-	if prev := t.hbTerm.Load(); req.Term > prev && t.hbTerm.CompareAndSwap(prev, req.Term) {
+	q := t.mux.quiet
+	leaving := q != nil && q.mustLeave(t.shard, req.Term, false)
+	if prev := t.hbTerm.Load(); leaving || req.Term > prev && t.hbTerm.CompareAndSwap(prev, req.Term) {
 		go func() {
+			if leaving {
+				q.leave(t.shard, req.Term, false) // quiet.go
+			}
 			t.heartbeat(*fn, req, seq, out)
 			out.flush()
 		}()
@@ -232,13 +263,19 @@ func (t *Transport) serveHeartbeat(req *raft.AppendEntriesRequest, seq uint64, o
 	t.heartbeat(*fn, req, seq, out)
 }
 
-// heartbeat calls raft's heartbeat handler fn with req and queues its answer.
+// heartbeat calls raft's heartbeat handler fn with req and queues its
+// answer. With quiet shards on, a heartbeat answered with success may be
+// handed to raft again later (quiet.go).
 func (t *Transport) heartbeat(fn func(raft.RPC), req *raft.AppendEntriesRequest, seq uint64, out *beatAnswers) {
 	ch := make(chan raft.RPCResponse, 1)
 	fn(raft.RPC{Command: req, RespChan: ch})
 	select {
 	case r := <-ch:
 		out.add(seq, r.Error, r.Response)
+		if resp, ok := r.Response.(*raft.AppendEntriesResponse); ok && r.Error == nil && resp.Success &&
+			resp.Term == req.Term && t.mux.quiet != nil {
+			t.mux.quiet.record(t.shard, string(leaderOf(req)), req)
+		}
 	default: // raft is shutting down and ignored it
 		out.add(seq, raft.ErrTransportShutdown, nil)
 	}
