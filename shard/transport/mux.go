@@ -112,6 +112,10 @@ func NewMux(ln net.Listener, advertise net.Addr, opts ...Option) (*Mux, error) {
 	for _, o := range opts {
 		o(m)
 	}
+	if m.quiet != nil {
+		m.wg.Add(1)
+		go m.quiet.ticks()
+	}
 	m.wg.Add(1)
 	go m.serve()
 	return m, nil

@@ -469,3 +469,52 @@ func TestQuietFollowerReopened(t *testing.T) {
 		t.Errorf("leader changed")
 	}
 }
+
+// TestQuietPace: a heartbeat answered at home is held until the next quiet
+// tick, and let go at once when a read hurries the shard (its leader
+// confirms leadership with a heartbeat round) or the Transport closes.
+func TestQuietPace(t *testing.T) {
+	m := newTestMux(t, WithQuiet(time.Hour))
+	tr := mustTransport(t, m, 1, time.Millisecond)
+	paced := func() <-chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			tr.pace()
+			close(done)
+		}()
+		return done
+	}
+	done := paced()
+	if returned(done, 50*time.Millisecond) {
+		t.Fatal("pace returned before the tick")
+	}
+	hurried := tr.Hurry()
+	if !returned(done, 5*time.Second) {
+		t.Fatal("pace still holds after Hurry")
+	}
+	if !returned(paced(), 5*time.Second) {
+		t.Fatal("pace holds while the shard is hurried")
+	}
+	hurried()
+	done = paced()
+	if returned(done, 50*time.Millisecond) {
+		t.Fatal("pace returned before the tick after the hurry ended")
+	}
+	tr.Close()
+	if !returned(done, 5*time.Second) {
+		t.Fatal("pace still holds after the Transport closed")
+	}
+
+	m2 := newTestMux(t, WithQuiet(20*time.Millisecond))
+	tr2 := mustTransport(t, m2, 1, time.Millisecond)
+	for range 3 {
+		done := make(chan struct{})
+		go func() {
+			tr2.pace()
+			close(done)
+		}()
+		if !returned(done, 5*time.Second) {
+			t.Fatal("pace holds past the tick")
+		}
+	}
+}

@@ -36,6 +36,9 @@ type Transport struct {
 	idleMu sync.Mutex
 	idle   map[raft.ServerID]idleAck
 
+	hurryMu sync.Mutex
+	hurried chan struct{} // closed and replaced by Hurry: wakes paced heartbeats
+
 	closeOnce sync.Once
 	relay     sync.WaitGroup
 }
@@ -121,6 +124,12 @@ func (t *Transport) SetHeartbeatHandler(cb func(raft.RPC)) {
 // coalescing window for it.
 func (t *Transport) Hurry() (done func()) {
 	t.hurry.Add(1)
+	t.hurryMu.Lock()
+	if t.hurried != nil {
+		close(t.hurried)
+		t.hurried = nil
+	}
+	t.hurryMu.Unlock()
 	var once sync.Once
 	return func() { once.Do(func() { t.hurry.Add(-1) }) }
 }
