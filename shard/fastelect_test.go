@@ -224,15 +224,19 @@ func TestStaleSelfTimeoutNowDropped(t *testing.T) {
 	// A vote request it could grant, of a newer term, arrives after the
 	// decision and before the TimeoutNow: raft may not have taken its term
 	// yet, but the TimeoutNow is refused all the same.
-	idx, lastTerm := f.Group(0).LastLog()
+	idx, _ := f.Group(0).LastLog()
 	f.Group(0).DecideToStand(term)
-	f.Group(0).VoteRequestArrives(term+1, idx, lastTerm)
+	// Grantable whatever f appends meanwhile (the new leader's first entry
+	// of its term may still be on its way): a log ahead of f's, ending in
+	// the current term.
+	f.Group(0).VoteRequestArrives(term+1, idx+100, term)
 	if err := f.Group(0).SendStand(); err == nil || !strings.Contains(err.Error(), "election moved on") {
 		t.Fatalf("TimeoutNow after a grantable vote request arrived: %v, want it refused", err)
 	}
-	// One it could not grant (the candidate's log behind) does not stop it.
+	// One it could not grant (the candidate's log empty, behind any) does
+	// not stop it.
 	f.Group(0).DecideToStand(term)
-	f.Group(0).VoteRequestArrives(term+1, idx, lastTerm-1)
+	f.Group(0).VoteRequestArrives(term+1, 0, 0)
 	if err := f.Group(0).SendStand(); err != nil {
 		t.Fatalf("TimeoutNow in the term it was decided in, after a vote request it could not grant: %v", err)
 	}
