@@ -83,9 +83,11 @@ type quietAnswer struct {
 
 // WithQuiet turns on quiet shards (quiet.go) with a quiet beat to each peer
 // every interval; the follower's promise is relied on for three intervals.
-// Keep the interval well under a fifth of the heartbeat timeout: a follower's
-// raft hears from its leader once per interval. interval <= 0 turns it off
-// (the default).
+// Keep the interval at most a fifth of the heartbeat timeout (frontdeskd uses
+// a fifth): a quiet follower's raft hears from its leader once per interval,
+// and must not go a heartbeat timeout without; held heartbeats (pace) come
+// back at most an interval late, inside the leader lease. interval <= 0
+// turns it off (the default).
 func WithQuiet(interval time.Duration) Option {
 	return func(m *Mux) {
 		if interval > 0 {
