@@ -80,7 +80,7 @@ type counters struct {
 	watching, watchLost, peersDown            atomic.Uint64
 	beatCalls, beatBatches, beatTimeouts      atomic.Uint64
 	staleConns, refusedRedials                atomic.Uint64
-	quietBeats, quietAppends                  atomic.Uint64
+	quietHeartbeats, quietAppends             atomic.Uint64
 	quietLeaves, quietWaits                   atomic.Uint64
 }
 
@@ -141,7 +141,7 @@ func (m *Mux) Stats() Stats {
 		StaleConns:     m.stats.staleConns.Load(),
 		RefusedRedials: m.stats.refusedRedials.Load(),
 
-		QuietHeartbeats: m.stats.quietBeats.Load(),
+		QuietHeartbeats: m.stats.quietHeartbeats.Load(),
 		QuietAppends:    m.stats.quietAppends.Load(),
 		QuietLeaves:     m.stats.quietLeaves.Load(),
 		QuietWaits:      m.stats.quietWaits.Load(),

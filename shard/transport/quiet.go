@@ -277,7 +277,7 @@ func (t *Transport) quietHeartbeat(target raft.ServerAddress, req *raft.AppendEn
 		return false
 	}
 	*resp = raft.AppendEntriesResponse{Term: req.Term, Success: true}
-	t.mux.stats.quietBeats.Add(1)
+	t.mux.stats.quietHeartbeats.Add(1)
 	return true
 }
 
