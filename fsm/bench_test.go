@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"math/rand"
 	"runtime"
 	"strconv"
 	"testing"
@@ -261,4 +262,75 @@ func BenchmarkSnapshotPause(b *testing.B) {
 	b.ReportMetric(float64(h.f.dedup.len()), "dedup")
 	b.ReportMetric(float64(h.f.events.len()), "events")
 	b.ReportMetric(float64(h.f.endedRing.len()), "ended")
+}
+
+// BenchmarkApplyW1: one shard's share of workload W1 (BENCHMARKS.md) as
+// the shard applies it — 63 merchants (1,000 / 16) of 20 online agents
+// with limit 5, queue on (max 1,000), picked by Zipf (s=1.1, v=1); every
+// entry carries 27 commands (what W1 at 1,024 clients packs per Raft
+// entry): the ends of the previous entry's assigned sessions, then new
+// consults. A warm-up of 200,000 commands first fills what minutes of W1
+// leave behind (queues, the de-dup table, the event log, ended sessions).
+// Reports ns per command. Commands are encoded with the timer stopped.
+func BenchmarkApplyW1(b *testing.B) {
+	const merchants, agents, perEntry, warm = 63, 20, 27, 200_000
+	h := newHarness(b)
+	for m := range merchants {
+		mid := "m" + strconv.Itoa(m)
+		h.merchant(mid, nil)
+		h.group(mid, "g1", pb.GroupMode_GROUP_MODE_PUSH)
+		h.merchant(mid, &pb.MerchantSettings{QueueEnabled: true, MaxQueueLength: 1000, DefaultGroupId: "g1"})
+		for a := range agents {
+			h.agent(mid, "a"+strconv.Itoa(a), 5, "g1")
+		}
+	}
+	zipf := rand.NewZipf(rand.New(rand.NewSource(1)), 1.1, 1, merchants-1)
+	type open struct{ merchant, session string }
+	var ends []open
+	owner := make([]string, perEntry) // the merchant of each command of the entry
+	buyers := 0
+	next := func() []byte {
+		cmds := make([]*pb.Command, 0, perEntry)
+		for _, e := range ends {
+			owner[len(cmds)] = e.merchant
+			cmds = append(cmds, h.cmd(&pb.End{MerchantId: e.merchant, SessionId: e.session, Reason: pb.EndReason_END_REASON_AGENT_ENDED}))
+		}
+		for len(cmds) < perEntry {
+			buyers++
+			mid := "m" + strconv.FormatUint(zipf.Uint64(), 10)
+			owner[len(cmds)] = mid
+			cmds = append(cmds, h.cmd(&pb.Consult{MerchantId: mid, BuyerId: "b" + strconv.Itoa(buyers)}))
+		}
+		return encodeEntry(b, cmds...)
+	}
+	apply := func(data []byte) {
+		h.index++
+		l := raft.Log{Index: h.index, Type: raft.LogCommand, Data: data}
+		res := h.f.Apply(&l).([]*pb.Result)
+		ends = ends[:0]
+		for i, r := range res {
+			if r.Error != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
+				b.Fatalf("entry %d, command %d: %v", l.Index, i, ResultError(r))
+			}
+			if r.GetOutcome() == pb.Outcome_OUTCOME_ASSIGNED && r.SessionId != "" {
+				ends = append(ends, open{owner[i], r.SessionId})
+			}
+		}
+	}
+	for range warm / perEntry {
+		h.now++
+		apply(next())
+	}
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		h.now++
+		data := next()
+		b.StartTimer()
+		apply(data)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perEntry), "ns/cmd")
 }
