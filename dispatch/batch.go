@@ -103,9 +103,10 @@ func (h *dispatchHandler) Batch(ctx context.Context, req *connect.Request[pb.Bat
 		return nil, invalidArg("calls", fmt.Sprintf("holds %d calls, more than the %d a batch may", len(calls), MaxBatchCalls))
 	}
 	results := make([]*pb.BatchResult, len(calls))
+	procs := make([]string, len(calls)) // for the BatchObserver
 	var parts []*shardPart
 	for i, c := range calls {
-		part, cmd, answer, err := h.s.prepareCall(ctx, i, c)
+		part, cmd, answer, err := h.s.prepareCall(ctx, i, c, &procs[i])
 		if err != nil {
 			results[i] = batchError(err)
 			continue
@@ -138,14 +139,20 @@ func (h *dispatchHandler) Batch(ctx context.Context, req *connect.Request[pb.Bat
 		}
 		wg.Wait()
 	}
+	if obs := h.s.onCall; obs != nil {
+		for i, r := range results {
+			obs(procs[i], connect.Code(r.GetError().GetCode()))
+		}
+	}
 	return connect.NewResponse(&pb.BatchResponse{Results: results}), nil
 }
 
 // prepareCall takes call i through everything its unary procedure does
 // before proposing: authorization, the request's checks, validation,
-// admission, the shard and this node's replica of it. A panic becomes
-// the call's INTERNAL error.
-func (s *Service) prepareCall(ctx context.Context, i int, c *pb.BatchCall) (part *shardPart, cmd *pb.Command, answer func(*pb.Result) *pb.BatchResult, err error) {
+// admission, the shard and this node's replica of it. It sets *procedure
+// to the procedure the call stands for once known. A panic becomes the
+// call's INTERNAL error.
+func (s *Service) prepareCall(ctx context.Context, i int, c *pb.BatchCall, procedure *string) (part *shardPart, cmd *pb.Command, answer func(*pb.Result) *pb.BatchResult, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("panic in a batch call", slog.Int("call", i), slog.Any("panic", p))
@@ -156,6 +163,7 @@ func (s *Service) prepareCall(ctx context.Context, i int, c *pb.BatchCall) (part
 	if !ok {
 		return nil, nil, nil, invalidArg("call", "must be set")
 	}
+	*procedure = bc.procedure
 	if err := auth.Authorize(ctx, bc.procedure, bc.req); err != nil {
 		return nil, nil, nil, err
 	}

@@ -300,7 +300,14 @@ func TestBatchMixed(t *testing.T) {
 	eShard := shard.ForMerchant(elsewhere, 16)
 	setupMerchant(t, r1, led1, 2)
 	setupMerchant(t, r2, led2, 2)
-	d, a := serve(t, New(n, quiet()), "")
+	svc := New(n, quiet())
+	type observed struct {
+		procedure string
+		code      connect.Code
+	}
+	var seen []observed
+	svc.SetBatchObserver(func(p string, c connect.Code) { seen = append(seen, observed{p, c}) })
+	d, a := serve(t, svc, "")
 
 	calls := []*pb.BatchCall{
 		0: consultCall("r0", led1, "b0"),
@@ -353,6 +360,20 @@ func TestBatchMixed(t *testing.T) {
 		h := hintOf(wireError(t, res[i]))
 		if h == nil || h.Shard != s || h.LeaderApiAddr != leaderAddr || h.LeaderId != "n2" {
 			t.Errorf("call %d: want a LeaderHint for shard %d naming n2 at %s, got %v", i, s, leaderAddr, h)
+		}
+	}
+	// The observer saw every call once, in order, as its own procedure
+	// with its own code (0: success).
+	const dsvc, asvc = "/frontdesk.v1.DispatchService/", "/frontdesk.v1.AgentService/"
+	wantSeen := []string{0: dsvc + "Consult", 1: dsvc + "Consult", 2: dsvc + "Consult", 3: dsvc + "End",
+		4: dsvc + "Consult", 5: dsvc + "Consult", 6: "", 7: dsvc + "Transfer", 8: dsvc + "Consult",
+		9: asvc + "PullNext", 10: asvc + "SetStatus", 11: dsvc + "Escalate", 12: dsvc + "FirstReply"}
+	if len(seen) != len(calls) {
+		t.Fatalf("the batch observer saw %d calls, want %d: %v", len(seen), len(calls), seen)
+	}
+	for i, o := range seen {
+		if o.procedure != wantSeen[i] || o.code != wantCode[i] {
+			t.Errorf("call %d observed as (%q, %v), want (%q, %v)", i, o.procedure, o.code, wantSeen[i], wantCode[i])
 		}
 	}
 	// Call 11 fails validation before Raft; the other calls of a shard go

@@ -54,7 +54,21 @@ type Service struct {
 	cluster Cluster
 	log     *slog.Logger
 	limits  *limiter
+	onCall  BatchObserver
 }
+
+// BatchObserver is told, once per call a DispatchService.Batch answered,
+// the procedure the call stands for (as a unary RPC would have been named;
+// "" for a call with nothing set) and the Connect code of its error, 0 when
+// it succeeded. A Batch RPC counts as one RPC to a connect.Interceptor; this
+// is how metrics see the calls inside it. It runs on the Batch's handler
+// goroutine, after the batch is answered in memory and before the response
+// is written: it must be quick and must not block.
+type BatchObserver func(procedure string, code connect.Code)
+
+// SetBatchObserver sets the observer of batched calls; call it before
+// serving. nil (the default) observes nothing.
+func (s *Service) SetBatchObserver(o BatchObserver) { s.onCall = o }
 
 // New returns a Service with DefaultLimits. A nil logger logs to slog.Default().
 func New(c Cluster, log *slog.Logger) *Service {

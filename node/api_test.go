@@ -227,6 +227,13 @@ func TestOperatorEndpoints(t *testing.T) {
 		RequestId: "r", Merchant: &pb.UpsertMerchant{MerchantId: "m"}})); err != nil {
 		t.Fatal(err)
 	}
+	// A Batch of a bad consult and an empty call: one RPC, two calls.
+	disp := frontdeskv1connect.NewDispatchServiceClient(http.DefaultClient, base)
+	if _, err := disp.Batch(context.Background(), connect.NewRequest(&pb.BatchRequest{Calls: []*pb.BatchCall{
+		{Call: &pb.BatchCall_Consult{Consult: &pb.ConsultRequest{RequestId: "c1", Consult: &pb.Consult{BuyerId: "b"}}}}, {},
+	}})); err != nil {
+		t.Fatal(err)
+	}
 	get := func(path string) string {
 		t.Helper()
 		resp, err := http.Get(base + path)
@@ -246,6 +253,9 @@ func TestOperatorEndpoints(t *testing.T) {
 	for _, want := range []string{
 		`frontdesk_rpc_requests_total{code="ok",procedure="/frontdesk.v1.AdminService/UpsertMerchant"} 1`,
 		`frontdesk_rpc_duration_seconds_bucket{procedure="/frontdesk.v1.AdminService/UpsertMerchant"`,
+		`frontdesk_rpc_requests_total{code="ok",procedure="/frontdesk.v1.DispatchService/Batch"} 1`,
+		`frontdesk_batch_calls_total{code="invalid_argument",procedure="/frontdesk.v1.DispatchService/Consult"} 1`,
+		`frontdesk_batch_calls_total{code="invalid_argument",procedure="/frontdesk.v1.DispatchService/Batch"} 1`,
 		`frontdesk_shard_raft_state{shard="0",state="Leader"} 1`,
 		`frontdesk_shard_commit_index{shard="3"}`,
 		`frontdesk_shard_apply_seconds_count`,

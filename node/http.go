@@ -21,6 +21,7 @@ func (n *Node) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
 	svc := dispatch.New(n, n.log.With("component", "dispatch"))
 	svc.SetLimits(dispatch.Limits{ConsultRate: n.cfg.ConsultRate, ConsultBurst: n.cfg.ConsultBurst, StreamsPerCaller: n.cfg.StreamsPerCaller})
+	svc.SetBatchObserver(n.metrics.observeBatchCall)
 	interceptors := []connect.Interceptor{n.metrics.interceptor()}
 	if n.sec.authSecret != nil {
 		ai, err := auth.NewInterceptor(n.sec.authSecret)

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
 )
 
 // metrics are the node's Prometheus metrics, in a registry of its own (so
@@ -17,6 +19,7 @@ import (
 type metrics struct {
 	reg          *prometheus.Registry
 	rpcs         *prometheus.CounterVec
+	batchCalls   *prometheus.CounterVec
 	rpcLatency   *prometheus.HistogramVec
 	applyLatency *prometheus.HistogramVec
 }
@@ -28,6 +31,10 @@ func newMetrics(n *Node) *metrics {
 	m.rpcs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "frontdesk_rpc_requests_total", Help: "RPCs served, by procedure and Connect code.",
 	}, []string{"procedure", "code"})
+	m.batchCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "frontdesk_batch_calls_total",
+		Help: "Calls carried by DispatchService.Batch RPCs (each counted once in frontdesk_rpc_requests_total), by the procedure each stands for and its Connect code.",
+	}, []string{"procedure", "code"})
 	m.rpcLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "frontdesk_rpc_duration_seconds", Help: "RPC latency by procedure.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
@@ -36,7 +43,7 @@ func newMetrics(n *Node) *metrics {
 		Name: "frontdesk_shard_apply_seconds", Help: "Time from proposing a command to its result, by shard.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	}, []string{"shard"})
-	m.reg.MustRegister(m.rpcs, m.rpcLatency, m.applyLatency, &shardCollector{n: n},
+	m.reg.MustRegister(m.rpcs, m.batchCalls, m.rpcLatency, m.applyLatency, &shardCollector{n: n},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -49,12 +56,30 @@ func (m *metrics) interceptor() connect.Interceptor { return &rpcInterceptor{m: 
 type rpcInterceptor struct{ m *metrics }
 
 func (i *rpcInterceptor) observe(procedure string, start time.Time, err error) {
-	code := "ok"
+	var code connect.Code
 	if err != nil {
-		code = connect.CodeOf(err).String()
+		code = connect.CodeOf(err)
 	}
-	i.m.rpcs.WithLabelValues(procedure, code).Inc()
+	i.m.rpcs.WithLabelValues(procedure, codeLabel(code)).Inc()
 	i.m.rpcLatency.WithLabelValues(procedure).Observe(time.Since(start).Seconds())
+}
+
+// observeBatchCall is the dispatch.BatchObserver: it counts one batched
+// call. A call with nothing set counts under the Batch procedure itself.
+func (m *metrics) observeBatchCall(procedure string, code connect.Code) {
+	if procedure == "" {
+		procedure = frontdeskv1connect.DispatchServiceBatchProcedure
+	}
+	m.batchCalls.WithLabelValues(procedure, codeLabel(code)).Inc()
+}
+
+// codeLabel is the code label of the RPC metrics: "ok", or the Connect
+// code's name.
+func codeLabel(c connect.Code) string {
+	if c == 0 {
+		return "ok"
+	}
+	return c.String()
 }
 
 func (i *rpcInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
