@@ -267,6 +267,7 @@ func TestOperatorEndpoints(t *testing.T) {
 		`frontdesk_raft_heartbeat_batches_total`,
 		`frontdesk_raft_heartbeat_timeouts_total`,
 		`frontdesk_raft_stale_conns_total 0`,
+		`frontdesk_raft_peer_senders_retired_total 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -150,13 +150,15 @@ var (
 		"Promises to follow a leader that replicas here withdrew before moving to a newer term.", nil, nil)
 	descQuietWaits = prometheus.NewDesc("frontdesk_raft_quiet_waits_total",
 		"Of those, withdrawals that had to wait for the leader's acknowledgement or for the promise to lapse.", nil, nil)
+	descPeersRetired = prometheus.NewDesc("frontdesk_raft_peer_senders_retired_total",
+		"Senders of coalesced heartbeats to a peer address stopped after a minute unused (a node that left or moved).", nil, nil)
 )
 
 func (c *shardCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRaftState, descTerm, descCommit, descApplied, descSessions, descQueue, descEntries, descCommands,
 		descLogCommits, descLogWrites, descLogEntries, descLogShards, descLogFails, descPeersDown, descFastElections,
 		descBeatCalls, descBeatBatches, descBeatTimeouts, descStaleConns, descRefusedRedials,
-		descQuietBeats, descQuietAppends, descQuietLeaves, descQuietWaits} {
+		descQuietBeats, descQuietAppends, descQuietLeaves, descQuietWaits, descPeersRetired} {
 		ch <- d
 	}
 }
@@ -166,7 +168,7 @@ func (c *shardCollector) Collect(ch chan<- prometheus.Metric) {
 	for d, v := range map[*prometheus.Desc]uint64{descPeersDown: ms.PeersDown, descBeatCalls: ms.BeatCalls,
 		descBeatBatches: ms.BeatBatches, descBeatTimeouts: ms.BeatTimeouts, descStaleConns: ms.StaleConns,
 		descRefusedRedials: ms.RefusedRedials, descQuietBeats: ms.QuietHeartbeats, descQuietAppends: ms.QuietAppends,
-		descQuietLeaves: ms.QuietLeaves, descQuietWaits: ms.QuietWaits} {
+		descQuietLeaves: ms.QuietLeaves, descQuietWaits: ms.QuietWaits, descPeersRetired: ms.PeersRetired} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	ch <- prometheus.MustNewConstMetric(descFastElections, prometheus.CounterValue, float64(c.n.host.FastElections()))

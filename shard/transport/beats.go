@@ -49,10 +49,21 @@ const (
 	// connection without answering anything go over the shard's own
 	// transport instead (a node that predates headerBeats does that).
 	beatsUnsupportedFor = 30 * time.Second
+	// beatPeerIdle is how long a peer sender may go unused before it is
+	// retired: its goroutine, tickers and connection go, and the next call
+	// to the address starts a new one. So a node that left, or came back at
+	// another address, leaves nothing running behind at its peers. A peer in
+	// use is used far more often: a heartbeat or a quiet beat every fifth
+	// of the heartbeat timeout.
+	beatPeerIdle = time.Minute
 )
 
 // errNoBeats tells Transport to send the call over its NetworkTransport.
 var errNoBeats = errors.New("transport: peer does not take coalesced RPCs")
+
+// errRetired: the peer sender was retired between beatPeerFor and enqueue;
+// the caller takes a new one.
+var errRetired = errors.New("transport: coalesced-RPC sender retired")
 
 var msgpackHandle = &codec.MsgpackHandle{}
 
@@ -102,6 +113,8 @@ type beatPeer struct {
 	cur         *beatConn
 	unsupported time.Time // until then, errNoBeats
 	stopped     bool
+	retired     bool       // stopped for being idle (beatPeerIdle), not by Close
+	lastUse     time.Time  // when a call was last queued
 	quiet       quietGrant // what the peer promised on cur (quiet.go)
 	quietGen    uint64     // the last promise generation given out
 }
@@ -125,7 +138,7 @@ func (m *Mux) beatPeerFor(addr raft.ServerAddress) *beatPeer {
 	p := m.beatPeers[addr]
 	if p == nil {
 		p = &beatPeer{m: m, addr: addr, kick: make(chan struct{}, 1), quietNow: make(chan struct{}, 1),
-			pending: make(map[uint64]*beatCall)}
+			pending: make(map[uint64]*beatCall), lastUse: time.Now()}
 		m.beatPeers[addr] = p
 		m.wg.Add(1)
 		go p.run()
@@ -138,13 +151,19 @@ func (m *Mux) beatPeerFor(addr raft.ServerAddress) *beatPeer {
 // at most timeout more.
 func (m *Mux) beat(shard uint32, addr raft.ServerAddress, req *raft.AppendEntriesRequest,
 	resp *raft.AppendEntriesResponse, window, timeout time.Duration) error {
-	p := m.beatPeerFor(addr)
-	if p == nil {
-		return ErrClosed
-	}
 	c := &beatCall{shard: shard, req: req, resp: resp, flushBy: time.Now().Add(window), done: make(chan error, 1)}
-	if err := p.enqueue(c); err != nil {
-		return err
+	var p *beatPeer
+	for {
+		if p = m.beatPeerFor(addr); p == nil {
+			return ErrClosed
+		}
+		err := p.enqueue(c)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errRetired) {
+			return err
+		}
 	}
 	t := time.NewTimer(window + timeout)
 	defer t.Stop()
@@ -162,14 +181,19 @@ func (m *Mux) beat(shard uint32, addr raft.ServerAddress, req *raft.AppendEntrie
 
 func (p *beatPeer) enqueue(c *beatCall) error {
 	p.mu.Lock()
+	now := time.Now()
 	switch {
+	case p.retired:
+		p.mu.Unlock()
+		return errRetired
 	case p.stopped:
 		p.mu.Unlock()
 		return ErrClosed
-	case time.Now().Before(p.unsupported):
+	case now.Before(p.unsupported):
 		p.mu.Unlock()
 		return errNoBeats
 	}
+	p.lastUse = now
 	p.queue = append(p.queue, c)
 	// Wake the writer only if the batch must now go sooner than it
 	// planned: most calls join a batch whose deadline is already earlier.
@@ -216,11 +240,13 @@ func (p *beatPeer) abandon(c *beatCall) bool {
 	return true
 }
 
-// run writes batches until the Mux closes.
+// run writes batches until the Mux closes or the peer sender retires.
 func (p *beatPeer) run() {
 	defer p.m.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	idle := time.NewTicker(p.m.peerIdle / 4)
+	defer idle.Stop()
 	var quietTick <-chan time.Time
 	if q := p.m.quiet; q != nil {
 		t := time.NewTicker(q.every)
@@ -246,6 +272,10 @@ func (p *beatPeer) run() {
 			p.sendQuiet()
 		case <-p.quietNow:
 			p.sendQuiet()
+		case <-idle.C:
+			if p.retireIfIdle() {
+				return
+			}
 		case <-p.m.done:
 			p.stop()
 			return
@@ -465,6 +495,39 @@ func (p *beatPeer) failQueue(err error) {
 	for _, c := range calls {
 		c.done <- err
 	}
+}
+
+// retireIfIdle retires the peer sender if nothing was queued for
+// peerIdle, nothing waits and the peer holds no quiet promise (and is not
+// marked as refusing coalesced RPCs, which a new sender would forget): it
+// leaves the Mux's map, so the next call starts a new sender, and its
+// connection is closed. Reports whether it retired.
+func (p *beatPeer) retireIfIdle() bool {
+	m := p.m
+	// Under the Mux lock, so that beatPeerFor cannot hand p out while it
+	// goes; a caller that got p before fails enqueue with errRetired.
+	m.mu.Lock()
+	p.mu.Lock()
+	now := time.Now()
+	idle := !m.closed && !p.stopped && len(p.queue) == 0 && len(p.pending) == 0 &&
+		len(p.quiet.shards) == 0 && now.Sub(p.lastUse) >= m.peerIdle && !now.Before(p.unsupported)
+	if idle {
+		p.stopped, p.retired = true, true
+		if m.beatPeers[p.addr] == p {
+			delete(m.beatPeers, p.addr)
+		}
+	}
+	cur := p.cur
+	p.mu.Unlock()
+	m.mu.Unlock()
+	if !idle {
+		return false
+	}
+	if cur != nil {
+		p.drop(cur, errRetired)
+	}
+	m.stats.peersRetired.Add(1)
+	return true
 }
 
 // stop fails every waiting call with ErrClosed and closes the connection.

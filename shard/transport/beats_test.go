@@ -366,3 +366,56 @@ func TestBeatsNewTermDoesNotBlockOthers(t *testing.T) {
 		t.Fatalf("shard 1, term 5: %v", err)
 	}
 }
+
+// TestBeatsIdlePeerRetired: a peer sender in use stays; one unused for
+// peerIdle is retired (out of the Mux's map, counted),
+// a caller still holding it is told to take a new one, and the next call
+// to the address starts a new sender that works.
+func TestBeatsIdlePeerRetired(t *testing.T) {
+	a, b := newTestMux(t), newTestMux(t)
+	a.peerIdle = 200 * time.Millisecond // before any sender starts
+	tr := mustTransport(t, a, 1, time.Millisecond)
+	fakeRaft(t, mustTransport(t, b, 1, time.Millisecond), 1)
+	target := raft.ServerAddress(b.Addr().String())
+	beat := func() {
+		t.Helper()
+		var resp raft.AppendEntriesResponse
+		if err := tr.AppendEntries("b", target, heartbeat(1), &resp); err != nil || resp.LastLog != 1 {
+			t.Fatalf("heartbeat: %v (answer %+v)", err, resp)
+		}
+	}
+	senders := func() int {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.beatPeers)
+	}
+	// In use for three idle periods: kept.
+	for end := time.Now().Add(3 * a.peerIdle); time.Now().Before(end); time.Sleep(a.peerIdle / 5) {
+		beat()
+	}
+	if st := a.Stats(); st.PeersRetired != 0 || senders() != 1 {
+		t.Fatalf("a sender in use: retired %d, senders %d; want 0 and 1", st.PeersRetired, senders())
+	}
+	a.mu.Lock()
+	old := a.beatPeers[target]
+	a.mu.Unlock()
+	// Unused: retired within two idle periods (the check runs every quarter).
+	deadline := time.Now().Add(2 * time.Second)
+	for a.Stats().PeersRetired == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a sender unused for 2s (idle after %v) was not retired", a.peerIdle)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := senders(); n != 0 {
+		t.Fatalf("%d senders left after retiring the only one", n)
+	}
+	if err := old.enqueue(&beatCall{shard: 1, req: heartbeat(1), resp: &raft.AppendEntriesResponse{}, done: make(chan error, 1)}); !errors.Is(err, errRetired) {
+		t.Fatalf("enqueue on a retired sender: %v, want errRetired", err)
+	}
+	// Used again: a new sender.
+	beat()
+	if n := senders(); n != 1 {
+		t.Fatalf("%d senders after a new call, want 1", n)
+	}
+}

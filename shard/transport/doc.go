@@ -44,6 +44,10 @@
 // is answered with a quietAnswer; an answer with sequence number 0 is a
 // quietAnswer nobody asked for (a replica withdrawing its promise). A node
 // without quiet shards answers a quiet beat "shard not served" (quiet.go).
+// The dialing side keeps one sender (a goroutine and the connection) per
+// peer address, and retires it after a minute without a call, no promise
+// held and nothing waiting ([Stats].PeersRetired), so an address no longer
+// used (a node that left, or came back at another address) costs nothing.
 //
 // A connection whose first byte is 0xF2 is a watch connection ([Mux.WatchPeers]):
 // no shard id follows and nothing more is sent either way; the accepting Mux

@@ -47,6 +47,7 @@ type Mux struct {
 
 	transports map[uint32]*Transport            // shards answering coalesced RPCs, see beats.go
 	beatPeers  map[raft.ServerAddress]*beatPeer // senders of coalesced RPCs
+	peerIdle   time.Duration                    // beatPeerIdle; tests shorten it
 	quiet      *quietFollower                   // nil: quiet shards off (quiet.go)
 
 	wg    sync.WaitGroup // serve and route goroutines
@@ -73,6 +74,9 @@ type Stats struct {
 	// leaders answered themselves on a follower's promise; replicas here
 	// that withdrew a promise, and of those, how many had to wait.
 	QuietHeartbeats, QuietAppends, QuietLeaves, QuietWaits uint64
+	// PeersRetired: senders of coalesced RPCs stopped for being idle
+	// (a peer that left; beats.go).
+	PeersRetired uint64
 }
 
 type counters struct {
@@ -81,7 +85,7 @@ type counters struct {
 	beatCalls, beatBatches, beatTimeouts      atomic.Uint64
 	staleConns, refusedRedials                atomic.Uint64
 	quietHeartbeats, quietAppends             atomic.Uint64
-	quietLeaves, quietWaits                   atomic.Uint64
+	quietLeaves, quietWaits, peersRetired     atomic.Uint64
 }
 
 // NewMux returns a Mux that serves ln until Close; it takes ownership of ln.
@@ -108,6 +112,7 @@ func NewMux(ln net.Listener, advertise net.Addr, opts ...Option) (*Mux, error) {
 		watchers:      make(map[raft.ServerAddress]*watcher),
 		transports:    make(map[uint32]*Transport),
 		beatPeers:     make(map[raft.ServerAddress]*beatPeer),
+		peerIdle:      beatPeerIdle,
 	}
 	for _, o := range opts {
 		o(m)
@@ -145,6 +150,7 @@ func (m *Mux) Stats() Stats {
 		QuietAppends:    m.stats.quietAppends.Load(),
 		QuietLeaves:     m.stats.quietLeaves.Load(),
 		QuietWaits:      m.stats.quietWaits.Load(),
+		PeersRetired:    m.stats.peersRetired.Load(),
 	}
 }
 
