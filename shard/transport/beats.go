@@ -509,7 +509,7 @@ func (p *beatPeer) retireIfIdle() bool {
 	m.mu.Lock()
 	p.mu.Lock()
 	now := time.Now()
-	idle := !m.closed && !p.stopped && len(p.queue) == 0 && len(p.pending) == 0 &&
+	idle := !m.closed && len(p.queue) == 0 && len(p.pending) == 0 &&
 		len(p.quiet.shards) == 0 && now.Sub(p.lastUse) >= m.peerIdle && !now.Before(p.unsupported)
 	if idle {
 		p.stopped, p.retired = true, true
