@@ -38,6 +38,11 @@ type NotLeaderError struct {
 	// is its Raft address (the node's mux address), not its API address.
 	LeaderID   string
 	LeaderAddr string
+
+	// handingOver: raft refused the write because this replica is
+	// handing its leadership over (nothing was appended); Propose waits
+	// for the hand-over to end before it answers.
+	handingOver bool
 }
 
 func (e *NotLeaderError) Error() string {
@@ -78,7 +83,7 @@ func (g *Group) writeErr(err error) error {
 	case errors.Is(err, raft.ErrNotLeader):
 		return g.notLeader() // refused by a follower: never appended
 	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return &NotLeaderError{Shard: g.shard} // refused: never appended
+		return &NotLeaderError{Shard: g.shard, handingOver: true} // refused: never appended
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("shard %d: not submitted: %w (%w)", g.shard, context.DeadlineExceeded, err)
 	case errors.Is(err, raft.ErrLeadershipLost):

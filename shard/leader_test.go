@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,5 +214,86 @@ func TestLeaderChanged(t *testing.T) {
 	case <-g.LeaderChanged():
 	default:
 		t.Fatalf("LeaderChanged of a closed replica must be closed")
+	}
+}
+
+// TestProposeDuringTransfer: calls made on a leader while it hands its
+// leadership over commit, or return once the new leader is known — refused
+// with a *NotLeaderError naming it, or indeterminate with the replica
+// knowing it — never "no leader known", which would send a client into its
+// backoff and a shard map refresh for a planned move (leader spreading, a
+// node draining before it stops).
+func TestProposeDuringTransfer(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(-1))
+	setupMerchant(t, c, 0, "m", 0, 20, 1000)
+	leader := c.WaitForLeader(t, 0)
+	to := follower(t, c, 0, leader)
+	g := leader.Group(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	const workers = 8
+	var (
+		wg                          sync.WaitGroup
+		mu                          sync.Mutex
+		committed, refused, unknown int
+		bad                         []string
+		running                     = make(chan struct{}, workers)
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var signal sync.Once
+			defer signal.Do(func() { running <- struct{}{} })
+			for i := 0; ; i++ {
+				_, err := g.Propose(ctx, consult("m", fmt.Sprintf("w%d-%d", w, i)))
+				if i == 10 {
+					signal.Do(func() { running <- struct{}{} })
+				}
+				if err == nil {
+					mu.Lock()
+					committed++
+					mu.Unlock()
+					continue
+				}
+				// A client stops sending here once it gets an error: it
+				// goes where the error points.
+				knows := g.Info().LeaderID
+				var nl *shard.NotLeaderError
+				mu.Lock()
+				switch {
+				case errors.As(err, &nl) && !errors.Is(err, shard.ErrIndeterminate):
+					refused++
+					if nl.LeaderID != to.ID {
+						bad = append(bad, fmt.Sprintf("refused naming %q: %v", nl.LeaderID, err))
+					}
+				case errors.Is(err, shard.ErrIndeterminate) && ctx.Err() == nil:
+					unknown++
+					if knows != to.ID {
+						bad = append(bad, fmt.Sprintf("indeterminate while the old leader knows %q: %v", knows, err))
+					}
+				default:
+					bad = append(bad, fmt.Sprintf("unexpected: %v", err))
+				}
+				mu.Unlock()
+				return
+			}
+		}()
+	}
+	for range workers {
+		<-running
+	}
+	if err := g.TransferLeadership(ctx, to.ID); err != nil {
+		t.Fatalf("TransferLeadership(%s): %v", to.ID, err)
+	}
+	wg.Wait()
+	t.Logf("%d committed, %d refused, %d indeterminate", committed, refused, unknown)
+	for _, b := range bad {
+		t.Error(b)
+	}
+	if refused+unknown != workers {
+		t.Fatalf("%d of %d callers got an error after the transfer", refused+unknown, workers)
 	}
 }

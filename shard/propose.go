@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,7 +25,10 @@ import (
 //
 // While no leader is known (an election is running) it first waits, up to
 // leaderWait, for the election to end, so that the caller learns where the
-// new leader is rather than retrying blind.
+// new leader is rather than retrying blind. Likewise, a call raft refuses
+// because this replica is handing its leadership over waits for the
+// hand-over to end: it then fails naming the new leader, or, if the
+// transfer failed, is submitted again.
 //
 // Errors (see the package documentation): ErrNotLeader or ErrNoLeader
 // (as *NotLeaderError) if this replica does not lead, ctx's error if ctx
@@ -61,7 +65,51 @@ func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result,
 			c.TimeUnixMs = now
 		}
 	}
-	return g.prop.propose(ctx, cmds)
+	res, err := g.prop.propose(ctx, cmds)
+	if err == nil {
+		return res, nil
+	}
+	if nl := (*NotLeaderError)(nil); errors.As(err, &nl) && nl.handingOver {
+		// Refused, nothing appended, while this replica hands its
+		// leadership over (leader spreading, a node draining before it
+		// stops): answer once the next leader is known, so the caller
+		// goes straight to it instead of backing off. If the transfer
+		// failed and this replica still leads, submit once more.
+		if !g.awaitHandOver(ctx) {
+			switch {
+			case ctx.Err() != nil:
+				return nil, g.notSubmitted(ctx)
+			case g.isClosing():
+				return nil, fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
+			}
+			return nil, g.notLeader()
+		}
+		return g.prop.propose(ctx, cmds)
+	}
+	return nil, err
+}
+
+// awaitHandOver waits, up to leaderWait (longer than raft gives a
+// transfer), until another replica is known to lead, ctx ends or the
+// replica closes. It reports whether this replica still leads then.
+func (g *Group) awaitHandOver(ctx context.Context) bool {
+	timer := time.NewTimer(g.leaderWait())
+	defer timer.Stop()
+	for {
+		changed := g.LeaderChanged()
+		if _, id := g.raft.LeaderWithID(); g.raft.State() != raft.Leader && id != "" && string(id) != g.nodeID {
+			return false
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return g.raft.State() == raft.Leader
+		case <-ctx.Done():
+			return false
+		case <-g.closing:
+			return false
+		}
+	}
 }
 
 // leaderWait is how long a call made while no leader is known waits for
