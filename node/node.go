@@ -286,14 +286,12 @@ func (n *Node) joinCluster(st clusterState, voters []member) {
 		n.log.Error("list stored replicas", "err", err)
 		return
 	}
-	for _, s := range stored {
-		if s >= st.Shards {
-			continue
-		}
-		if _, err := n.host.Open(s); err != nil {
-			n.log.Error("open shard", "shard", s, "err", err)
-			return
-		}
+	// Replicas with state restore their snapshots as they open: several
+	// at a time.
+	open := slices.DeleteFunc(stored, func(s uint32) bool { return s >= st.Shards })
+	if _, err := n.host.OpenAll(open); err != nil {
+		n.log.Error("open shards", "shards", len(open), "err", err)
+		return
 	}
 	if len(voters) > 0 {
 		ids := make([]string, len(voters))

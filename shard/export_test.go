@@ -73,3 +73,6 @@ func (g *Group) LastLog() (uint64, uint64) {
 	}
 	return idx, l.Term
 }
+
+// TakeSnapshot makes raft snapshot the replica now.
+func (g *Group) TakeSnapshot() error { return g.raft.Snapshot().Error() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -124,6 +125,12 @@ func (h *Host) FastElectionsEarly() uint64 { return h.earlyStands.Load() }
 func (h *Host) Open(shard uint32) (*Group, error) {
 	h.opMu.Lock()
 	defer h.opMu.Unlock()
+	return h.openLocked(shard)
+}
+
+// openLocked is Open with opMu held. Calls for different shards may run
+// at once (OpenAll).
+func (h *Host) openLocked(shard uint32) (*Group, error) {
 	h.mu.Lock()
 	g, open, closed := h.groups[shard], h.groups[shard] != nil, h.closed
 	h.mu.Unlock()
@@ -147,6 +154,42 @@ func (h *Host) Open(shard uint32) (*Group, error) {
 	h.mu.Unlock()
 	h.changed.notify()
 	return g, nil
+}
+
+// OpenAll opens the replicas of shards, as Open does for each, several at
+// a time: a replica with state restores its latest snapshot inside Open,
+// one CPU-bound decode per shard, so a node restarting with many shards is
+// ready sooner with them in parallel (BENCHMARKS.md, "Restart"). At most
+// GOMAXPROCS open at once. It returns the groups in the order of shards;
+// on an error, the first one by that order, the replicas that did open
+// stay open (as they would after Opens one by one).
+func (h *Host) OpenAll(shards []uint32) ([]*Group, error) {
+	h.opMu.Lock()
+	defer h.opMu.Unlock()
+	uniq := slices.Compact(slices.Sorted(slices.Values(shards)))
+	opened := make([]*Group, len(uniq))
+	errs := make([]error, len(uniq))
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, s := range uniq {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			opened[i], errs[i] = h.openLocked(s)
+		}()
+	}
+	wg.Wait()
+	groups := make([]*Group, len(shards))
+	var first error
+	for j, s := range shards {
+		k, _ := slices.BinarySearch(uniq, s)
+		groups[j] = opened[k]
+		if first == nil {
+			first = errs[k]
+		}
+	}
+	return groups, first
 }
 
 // HasState reports whether this node has Raft state for shard on disk (a

@@ -94,7 +94,7 @@ func TestHostBootstrapAndHasState(t *testing.T) {
 }
 
 // newHost starts a Host on a fresh loopback Mux, closed at cleanup.
-func newHost(t *testing.T, id, dir string) *shard.Host {
+func newHost(t testing.TB, id, dir string) *shard.Host {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

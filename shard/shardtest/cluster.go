@@ -147,12 +147,14 @@ func (c *Cluster) start(n *Node, addr string) error {
 		mux.Close()
 		return err
 	}
-	for s := range c.shards {
-		if _, err := h.Open(s); err != nil {
-			h.Close()
-			mux.Close()
-			return err
-		}
+	shards := make([]uint32, c.shards)
+	for s := range shards {
+		shards[s] = uint32(s)
+	}
+	if _, err := h.OpenAll(shards); err != nil {
+		h.Close()
+		mux.Close()
+		return err
 	}
 	n.mu.Lock()
 	n.host, n.mux, n.Addr = h, mux, mux.Addr().String()
