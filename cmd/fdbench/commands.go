@@ -128,7 +128,7 @@ func measureCluster(ctx context.Context, o *options, e *clusterEnv, progress io.
 	}
 	w := newWindow(names, pids, termsOf)
 	var commits0 atomic.Uint64
-	ro := runOpts{conc: o.conc, warmup: o.warmup, duration: o.duration, surge: o.surge,
+	ro := runOpts{conc: o.conc, cpuProfile: o.cpuProfile, warmup: o.warmup, duration: o.duration, surge: o.surge,
 		opTimeout: o.opTimeout, progress: progress, label: label, events: e.t.events,
 		onStart: func() { commits0.Store(commits()); w.begin() }}
 	m := runW1(ctx, e.t, ro)
@@ -162,7 +162,7 @@ func openCeiling(ctx context.Context, o *options, stderr io.Writer) (*ceiling, e
 // measureCeiling runs W1 once against the ceiling and reports it.
 func measureCeiling(ctx context.Context, o *options, c *ceiling, progress io.Writer, label string) result {
 	w := newWindow([]string{"fdbench (3 raft voters in-process)"}, []int{os.Getpid()}, nil)
-	ro := runOpts{conc: o.conc, warmup: o.warmup, duration: o.duration, surge: o.surge,
+	ro := runOpts{conc: o.conc, cpuProfile: o.cpuProfile, warmup: o.warmup, duration: o.duration, surge: o.surge,
 		opTimeout: o.opTimeout, progress: progress, label: label, onStart: w.begin}
 	m := runW1(ctx, c, ro)
 	r := newResult("ceiling", ro, len(c.groups), m)

@@ -20,6 +20,10 @@ type options struct {
 	json      bool
 	opTimeout time.Duration
 	setupConc int
+	// cpuProfilePath (--cpuprofile): fdbench's own CPU profile over the
+	// measured window; cpuProfile is that file, opened by run.
+	cpuProfilePath string
+	cpuProfile     io.Writer
 
 	addrs      []string
 	local      int
@@ -60,6 +64,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.surge, "surge", false, "surge variant: the top 10 merchants ramp to 20× their share over 60 s")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of the table")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 10*time.Second, "give up on one op (retries included) after this long; counted as an error")
+	fs.StringVar(&o.cpuProfilePath, "cpuprofile", "", "write fdbench's own CPU profile over the measured window to this file, for go tool pprof (the client's work; for ceiling and inproc also the in-process raft cluster's)")
 	fs.IntVar(&o.setupConc, "setup-c", 256, "concurrency of the setup of W1's 1,000 merchants (each merchant's 43 commands in order)")
 	if cmd == "inproc" {
 		fs.IntVar(&o.shards, "shards", 16, "shards (raft groups), each with 3 voters")
@@ -127,6 +132,8 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--addr and --local exclude each other")
 	case o.vsCeiling && o.rounds < 1:
 		return nil, errors.New("--rounds must be at least 1")
+	case o.vsCeiling && o.cpuProfilePath != "":
+		return nil, errors.New("--cpuprofile profiles one run: not with --vs-ceiling")
 	}
 	return o, nil
 }

@@ -211,7 +211,7 @@ func runInprocCmd(ctx context.Context, o *options, stdout, stderr io.Writer) err
 	w := newWindow([]string{"fdbench (3 shard hosts in-process)"}, []int{os.Getpid()}, p.terms)
 	var entries0 atomic.Uint64
 	logs0 := make([]sharedlog.Stats, len(p.hosts))
-	ro := runOpts{conc: o.conc, warmup: o.warmup, duration: o.duration, surge: o.surge,
+	ro := runOpts{conc: o.conc, cpuProfile: o.cpuProfile, warmup: o.warmup, duration: o.duration, surge: o.surge,
 		opTimeout: o.opTimeout, progress: stderr, label: "inproc ",
 		onStart: func() {
 			entries0.Store(p.lastIndexes())

@@ -62,6 +62,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.cpuProfilePath != "" {
+		f, err := os.Create(o.cpuProfilePath)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		o.cpuProfile = f
+	}
 	switch cmd {
 	case "w1":
 		if o.vsCeiling {

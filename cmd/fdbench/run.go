@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,6 +77,9 @@ type runOpts struct {
 	ack func(shard uint32, start, end time.Time)
 	// onStart, if set, is called when the measured window begins.
 	onStart func()
+	// cpuProfile, if set, gets the process's CPU profile over the
+	// measured window.
+	cpuProfile io.Writer
 	// events, if set, is told of every op slower than slowOp (and every
 	// failed op), with its merchant, shard, start and end.
 	events *slog.Logger
@@ -140,6 +145,25 @@ func runW1(ctx context.Context, t target, o runOpts) measured {
 		return !now.Before(start) && (end.IsZero() || now.Before(end)) && !stopped(now)
 	}
 
+	if o.cpuProfile != nil {
+		onStart := o.onStart
+		var profiling atomic.Bool
+		o.onStart = func() {
+			if err := pprof.StartCPUProfile(o.cpuProfile); err != nil {
+				fmt.Fprintf(os.Stderr, "fdbench: --cpuprofile: %v\n", err)
+			} else {
+				profiling.Store(true)
+			}
+			if onStart != nil {
+				onStart()
+			}
+		}
+		defer func() {
+			if profiling.Load() {
+				pprof.StopCPUProfile()
+			}
+		}()
+	}
 	if o.onStart != nil {
 		timer := time.AfterFunc(o.warmup, o.onStart)
 		defer timer.Stop()

@@ -101,7 +101,7 @@ func TestClientLogUnwritable(t *testing.T) {
 	}
 }
 
-// TestCeilingSmoke runs `fdbench ceiling -d 2s -c 8 --json`.
+// TestCeilingSmoke runs `fdbench ceiling -d 2s -c 8 --json --cpuprofile F`.
 func TestCeilingSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 3-voter raft cluster on disk")
@@ -109,7 +109,8 @@ func TestCeilingSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errs bytes.Buffer
-	err := run(ctx, []string{"ceiling", "-d", "2s", "-c", "8", "--json", "--warmup", "0"}, &out, &errs)
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	err := run(ctx, []string{"ceiling", "-d", "2s", "-c", "8", "--json", "--warmup", "0", "--cpuprofile", prof}, &out, &errs)
 	t.Logf("stderr:\n%s", errs.String())
 	if err != nil {
 		t.Fatalf("fdbench ceiling: %v", err)
@@ -117,6 +118,10 @@ func TestCeilingSmoke(t *testing.T) {
 	r := checkJSON(t, out.Bytes(), 1)
 	if r["mode"] != "ceiling" || r["errors"] != 0.0 {
 		t.Errorf("mode %v, errors %v; want ceiling and 0", r["mode"], r["errors"])
+	}
+	// A CPU profile is gzipped protobuf.
+	if b, err := os.ReadFile(prof); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpuprofile wrote %d bytes (err %v), want a gzipped profile", len(b), err)
 	}
 }
 
@@ -130,6 +135,7 @@ func TestFlagErrors(t *testing.T) {
 		{"w1", "--local", "3", "--batch", "-1"},
 		{"failover", "--addr", "127.0.0.1:1"}, // failover must start its nodes
 		{"ceiling", "--groups", "0"},
+		{"w1", "--local", "3", "--vs-ceiling", "--cpuprofile", "cpu.prof"}, // one profile, two kinds of runs
 	} {
 		var out, errs bytes.Buffer
 		if err := run(context.Background(), args, &out, &errs); err == nil {
