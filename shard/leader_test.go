@@ -297,3 +297,42 @@ func TestProposeDuringTransfer(t *testing.T) {
 		t.Fatalf("%d of %d callers got an error after the transfer", refused+unknown, workers)
 	}
 }
+
+// TestProposeDuringFailedTransfer: a transfer that cannot finish (its
+// target is down) leaves the leader leading once raft gives up; the calls
+// raft refused meanwhile are submitted again and commit.
+func TestProposeDuringFailedTransfer(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(-1))
+	setupMerchant(t, c, 0, "m", 0, 20, 1000)
+	leader := c.WaitForLeader(t, 0)
+	to := follower(t, c, 0, leader)
+	c.Kill(t, to.Index)
+	g := leader.Group(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	transfer := make(chan error, 1)
+	go func() { transfer <- g.TransferLeadership(ctx, to.ID) }()
+	var committed int
+	var transferErr error
+	for i := 0; ; i++ {
+		select {
+		case transferErr = <-transfer:
+		default:
+			if _, err := g.Propose(ctx, consult("m", fmt.Sprintf("b%d", i))); err != nil {
+				t.Fatalf("call %d during the transfer to %s (down): %v; want it committed once the transfer fails", i, to.ID, err)
+			}
+			committed++
+			continue
+		}
+		break
+	}
+	if transferErr == nil {
+		t.Fatalf("the transfer to %s, which is down, succeeded", to.ID)
+	}
+	if !g.IsLeader() {
+		t.Fatalf("%s does not lead after the failed transfer", leader.ID)
+	}
+	t.Logf("%d calls committed during the failed transfer (%v)", committed, transferErr)
+}
