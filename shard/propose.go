@@ -65,16 +65,17 @@ func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result,
 			c.TimeUnixMs = now
 		}
 	}
-	res, err := g.prop.propose(ctx, cmds)
-	if err == nil {
-		return res, nil
-	}
-	if nl := (*NotLeaderError)(nil); errors.As(err, &nl) && nl.handingOver {
+	for waits := 0; ; waits++ {
+		res, err := g.prop.propose(ctx, cmds)
+		nl := (*NotLeaderError)(nil)
+		if err == nil || !errors.As(err, &nl) || !nl.handingOver || waits == maxHandOverWaits {
+			return res, err
+		}
 		// Refused, nothing appended, while this replica hands its
 		// leadership over (leader spreading, a node draining before it
 		// stops): answer once the next leader is known, so the caller
 		// goes straight to it instead of backing off. If the transfer
-		// failed and this replica still leads, submit once more.
+		// failed and this replica still leads, submit again.
 		if !g.awaitHandOver(ctx) {
 			switch {
 			case ctx.Err() != nil:
@@ -84,10 +85,14 @@ func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result,
 			}
 			return nil, g.notLeader()
 		}
-		return g.prop.propose(ctx, cmds)
 	}
-	return nil, err
 }
+
+// maxHandOverWaits bounds how often one Propose waits for a hand-over
+// and submits again while its replica keeps the lead: raft gives a
+// transfer an election timeout, shorter than one wait (leaderWait), so one
+// wait is enough unless the machine is slow to notice the end.
+const maxHandOverWaits = 3
 
 // awaitHandOver waits, up to leaderWait (longer than raft gives a
 // transfer), until another replica is known to lead, ctx ends or the
