@@ -28,7 +28,6 @@ func (g *Group) TransferLeadership(ctx context.Context, toID string) error {
 	if toID == g.nodeID {
 		return nil
 	}
-	changed := g.LeaderChanged()
 	var fut raft.Future
 	if toID == "" {
 		fut = g.raft.LeadershipTransfer()
@@ -42,19 +41,8 @@ func (g *Group) TransferLeadership(ctx context.Context, toID string) error {
 	if err := g.awaitRead(ctx, fut); err != nil {
 		return fmt.Errorf("shard %d: leadership transfer: %w", g.shard, err)
 	}
-	for {
-		if _, id := g.raft.LeaderWithID(); id != "" && string(id) != g.nodeID {
-			return nil
-		}
-		select {
-		case <-changed:
-			changed = g.LeaderChanged()
-		case <-ctx.Done():
-			return nil
-		case <-g.closing:
-			return nil
-		}
-	}
+	g.waitLeadership(ctx, 0, g.otherLeads) // until this replica knows the new leader
+	return nil
 }
 
 // voterAddr returns the address of voter id in the latest configuration.

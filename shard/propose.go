@@ -98,23 +98,15 @@ const maxHandOverWaits = 3
 // transfer), until another replica is known to lead, ctx ends or the
 // replica closes. It reports whether this replica still leads then.
 func (g *Group) awaitHandOver(ctx context.Context) bool {
-	timer := time.NewTimer(g.leaderWait())
-	defer timer.Stop()
-	for {
-		changed := g.LeaderChanged()
-		if _, id := g.raft.LeaderWithID(); g.raft.State() != raft.Leader && id != "" && string(id) != g.nodeID {
-			return false
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return g.raft.State() == raft.Leader
-		case <-ctx.Done():
-			return false
-		case <-g.closing:
-			return false
-		}
-	}
+	g.waitLeadership(ctx, g.leaderWait(), g.otherLeads)
+	return g.raft.State() == raft.Leader
+}
+
+// otherLeads reports whether this replica knows another replica as its
+// shard's leader (and no longer leads itself).
+func (g *Group) otherLeads() bool {
+	_, id := g.raft.LeaderWithID()
+	return g.raft.State() != raft.Leader && id != "" && string(id) != g.nodeID
 }
 
 // leaderWait is how long a call made while no leader is known waits for
@@ -131,22 +123,32 @@ func (g *Group) awaitLeader(ctx context.Context) bool {
 	if g.raft.State() == raft.Leader {
 		return true // the common case: no notifier lock, no timer
 	}
-	var timer *time.Timer
+	g.waitLeadership(ctx, g.leaderWait(), func() bool {
+		addr, _ := g.raft.LeaderWithID()
+		return g.raft.State() == raft.Leader || addr != ""
+	})
+	return g.raft.State() == raft.Leader
+}
+
+// waitLeadership waits until settled holds, checking it at once and at
+// every change of this replica's Raft state or known leader, for at most
+// limit (0: no limit), until ctx ends or the replica closes. It reports
+// whether settled held.
+func (g *Group) waitLeadership(ctx context.Context, limit time.Duration, settled func() bool) bool {
+	var expired <-chan time.Time
+	if limit > 0 {
+		timer := time.NewTimer(limit)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	for {
-		changed := g.LeaderChanged()
-		if g.raft.State() == raft.Leader {
+		changed := g.LeaderChanged() // before the check: no change is missed
+		if settled() {
 			return true
-		}
-		if addr, _ := g.raft.LeaderWithID(); addr != "" {
-			return false // another replica leads: the caller gets its address
-		}
-		if timer == nil {
-			timer = time.NewTimer(g.leaderWait())
-			defer timer.Stop()
 		}
 		select {
 		case <-changed:
-		case <-timer.C:
+		case <-expired:
 			return false
 		case <-ctx.Done():
 			return false

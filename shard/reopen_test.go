@@ -3,8 +3,6 @@ package shard_test
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -12,7 +10,6 @@ import (
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/shard"
 	"github.com/frontdeskhq/frontdesk/shard/shardtest"
-	"github.com/frontdeskhq/frontdesk/shard/transport"
 )
 
 // fillAndStop gives each of the cluster's shards merchant "m" with
@@ -107,18 +104,8 @@ func BenchmarkReopen(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			var took time.Duration
 			for range b.N {
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				mux, err := transport.NewMux(ln, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				h, err := shard.NewHost(shard.HostConfig{NodeID: "node0", DataDir: dir, Mux: mux, Logger: slog.New(slog.DiscardHandler)})
-				if err != nil {
-					b.Fatal(err)
-				}
+				h := newHost(b, "node0", dir) // its Mux closes at cleanup
+				var err error
 				start := time.Now()
 				if mode == "OpenAll" {
 					_, err = h.OpenAll(all)
@@ -133,7 +120,7 @@ func BenchmarkReopen(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := errors.Join(h.Close(), mux.Close()); err != nil {
+				if err := h.Close(); err != nil {
 					b.Fatal(err)
 				}
 			}
