@@ -154,14 +154,7 @@ func merchantsOn(shards uint32, n int) []string {
 // its dispatch and agent clients; token, if set, is sent with every call.
 func serve(t *testing.T, s *Service, token string, interceptors ...connect.Interceptor) (frontdeskv1connect.DispatchServiceClient, frontdeskv1connect.AgentServiceClient) {
 	t.Helper()
-	mux := http.NewServeMux()
-	s.Register(mux, connect.WithInterceptors(interceptors...))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv := startServer(t, s, interceptors...)
 	var opts []connect.ClientOption
 	if token != "" {
 		opts = append(opts, connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
@@ -173,6 +166,20 @@ func serve(t *testing.T, s *Service, token string, interceptors ...connect.Inter
 	}
 	return frontdeskv1connect.NewDispatchServiceClient(srv.Client(), srv.URL, opts...),
 		frontdeskv1connect.NewAgentServiceClient(srv.Client(), srv.URL, opts...)
+}
+
+// startServer mounts s over HTTP/1.1 and h2c on a loopback port.
+func startServer(t *testing.T, s *Service, interceptors ...connect.Interceptor) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	s.Register(mux, connect.WithInterceptors(interceptors...))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -17,9 +17,15 @@ type eventHandler struct{ s *Service }
 
 // Watch streams a merchant's events from this node's replica of its shard
 // (leader or follower: events are replicated state, so every replica
-// numbers them the same and a client can resume on any node).
+// numbers them the same and a client can resume on any node). It ends with
+// UNAVAILABLE when the node shuts down (Service.CloseStreams).
 func (h *eventHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.WatchResponse]) error {
 	m := req.Msg
+	select {
+	case <-h.s.closing:
+		return errStreamsClosed()
+	default:
+	}
 	id, r, err := h.s.replica(m.MerchantId)
 	if err != nil {
 		return err
@@ -50,6 +56,8 @@ func (h *eventHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchR
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-h.s.closing:
+			return errStreamsClosed()
 		case <-notify:
 		}
 	}

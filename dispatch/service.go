@@ -7,8 +7,10 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
@@ -55,6 +57,10 @@ type Service struct {
 	log     *slog.Logger
 	limits  *limiter
 	onCall  BatchObserver
+
+	// closing is closed by CloseStreams.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // BatchObserver is told, once per call a DispatchService.Batch answered,
@@ -75,7 +81,23 @@ func New(c Cluster, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cluster: c, log: log, limits: newLimiter(DefaultLimits())}
+	return &Service{cluster: c, log: log, limits: newLimiter(DefaultLimits()), closing: make(chan struct{})}
+}
+
+// errStreamsClosed is what an event stream ends with, or is refused with,
+// once CloseStreams has been called.
+func errStreamsClosed() error {
+	return connect.NewError(connect.CodeUnavailable, errors.New("dispatch: node is shutting down; resume the stream on another node"))
+}
+
+// CloseStreams ends every event stream (EventService.Watch) now and
+// refuses new ones, with UNAVAILABLE, so that their clients resume on
+// another node from their last seq. Call it when the node starts to shut
+// down, before http.Server.Shutdown: a stream waiting for events never ends
+// by itself, and Shutdown waits for every open stream. Unary calls are not
+// affected. Safe to call more than once.
+func (s *Service) CloseStreams() {
+	s.closeOnce.Do(func() { close(s.closing) })
 }
 
 // SetLimits replaces the admission limits; call it before serving.

@@ -361,3 +361,40 @@ func TestSmallResponsesUncompressed(t *testing.T) {
 		t.Fatalf("a large answer (200 groups) came with Content-Encoding %q; want gzip", enc)
 	}
 }
+
+// TestShutdownEndsEventStreams: a node with an event stream open shuts
+// down at once, and the stream ends UNAVAILABLE (so that a client resumes
+// on another node). http.Server.Shutdown waits for open streams, and a
+// stream waiting for events never ends by itself: before the node ended
+// its streams, Shutdown ran until its context's deadline.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	n := startNode(t)
+	base := "http://" + n.APIAddr()
+	ctx := context.Background()
+	admin := frontdeskv1connect.NewAdminServiceClient(http.DefaultClient, base)
+	if _, err := admin.UpsertMerchant(ctx, connect.NewRequest(&pb.UpsertMerchantRequest{RequestId: "s1",
+		Merchant: &pb.UpsertMerchant{MerchantId: "m1"}})); err != nil {
+		t.Fatal(err)
+	}
+	events := frontdeskv1connect.NewEventServiceClient(h2cClient(), base)
+	stream, err := events.Watch(ctx, connect.NewRequest(&pb.WatchRequest{MerchantId: "m1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	// The merchant's event: the stream is open on the node, waiting for more.
+	if !stream.Receive() {
+		t.Fatalf("no event: %v", stream.Err())
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n.Shutdown(sctx); err != nil {
+		t.Fatalf("shutdown with an event stream open: %v", err)
+	}
+	for stream.Receive() {
+	}
+	if code := connect.CodeOf(stream.Err()); code != connect.CodeUnavailable {
+		t.Fatalf("the event stream ended with %v (%v), want UNAVAILABLE", code, stream.Err())
+	}
+}

@@ -22,6 +22,7 @@ func (n *Node) newHTTPServer() *http.Server {
 	svc := dispatch.New(n, n.log.With("component", "dispatch"))
 	svc.SetLimits(dispatch.Limits{ConsultRate: n.cfg.ConsultRate, ConsultBurst: n.cfg.ConsultBurst, StreamsPerCaller: n.cfg.StreamsPerCaller})
 	svc.SetBatchObserver(n.metrics.observeBatchCall)
+	n.api = svc
 	interceptors := []connect.Interceptor{n.metrics.interceptor()}
 	if n.sec.authSecret != nil {
 		ai, err := auth.NewInterceptor(n.sec.authSecret)

@@ -39,6 +39,7 @@ type Node struct {
 	host    *shard.Host
 	members *membership
 	server  *http.Server
+	api     *dispatch.Service // served by server
 	metrics *metrics
 
 	shards   atomic.Uint32 // 0 until this node belongs to a formed cluster
@@ -406,8 +407,9 @@ func (n *Node) watchLeadership() {
 }
 
 // Shutdown stops the node gracefully: leaderships move to other voters,
-// in-flight requests finish, gossip is left, replicas close. It is what
-// SIGTERM does.
+// in-flight requests finish, event streams end (UNAVAILABLE, so that their
+// clients resume on another node), gossip is left, replicas close. It is
+// what SIGTERM does.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.stopOnce.Do(func() {
@@ -419,6 +421,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		close(n.stop)
 		if n.server != nil {
+			// Event streams end now (their clients resume elsewhere):
+			// Shutdown would wait for them until ctx ends.
+			n.api.CloseStreams()
 			err = n.server.Shutdown(ctx)
 		}
 		if n.members != nil {
