@@ -39,9 +39,10 @@ type NotLeaderError struct {
 	LeaderID   string
 	LeaderAddr string
 
-	// handingOver: raft refused the write because this replica is
-	// handing its leadership over (nothing was appended); Propose waits
-	// for the hand-over to end before it answers.
+	// handingOver: raft refused the write (or a read's barrier) because
+	// this replica is handing its leadership over (nothing was appended);
+	// Propose and LinearizableRead wait for the hand-over to end before
+	// they answer.
 	handingOver bool
 }
 
@@ -100,9 +101,10 @@ func (g *Group) writeErr(err error) error {
 // "not leader".
 func (g *Group) readErr(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
 		return g.notLeader()
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return &NotLeaderError{Shard: g.shard, handingOver: true} // a barrier, refused
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return fmt.Errorf("shard %d: %w (%w)", g.shard, context.DeadlineExceeded, err)
 	case errors.Is(err, raft.ErrRaftShutdown):

@@ -1,6 +1,8 @@
 package shard
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -44,6 +46,18 @@ func (g *Group) SendStand() error {
 	return g.trans.TimeoutNow(raft.ServerID(g.nodeID), raft.ServerAddress(g.trans.LocalAddr()),
 		&raft.TimeoutNowRequest{RPCHeader: g.guard.header}, &resp)
 }
+
+// HandingOver reports whether raft refuses writes to the replica because
+// it is handing its leadership over. It probes with a barrier entry, which
+// commits when raft takes it.
+func (g *Group) HandingOver() bool {
+	return errors.Is(g.raft.Barrier(0).Error(), raft.ErrLeadershipTransferInProgress)
+}
+
+// Barrier is what a linearizable read does on a leader that has not yet
+// committed an entry of its term, and what a new leader does first: it
+// commits a barrier entry, then marks the term ready.
+func (g *Group) Barrier(ctx context.Context) error { return g.barrier(ctx, g.raft.CurrentTerm()) }
 
 // CurrentTerm is the replica's Raft term.
 func (g *Group) CurrentTerm() uint64 { return g.raft.CurrentTerm() }

@@ -336,3 +336,46 @@ func TestProposeDuringFailedTransfer(t *testing.T) {
 	}
 	t.Logf("%d calls committed during the failed transfer (%v)", committed, transferErr)
 }
+
+// TestBarrierDuringFailedTransfer: the barrier of a linearizable read on a
+// leader not yet ready in its term (and of a new leader's first steps),
+// made while that leader hands over to a follower that is down, commits
+// once raft gives the transfer up, instead of failing at once with "no
+// leader known" (raft refuses barriers during a transfer, as it refuses
+// writes).
+func TestBarrierDuringFailedTransfer(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(-1))
+	setupMerchant(t, c, 0, "m", 0, 2, 10)
+	leader := c.WaitForLeader(t, 0)
+	g := leader.Group(0)
+	to := follower(t, c, 0, leader)
+	c.Kill(t, to.Index)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	transfer := make(chan error, 1)
+	go func() { transfer <- g.TransferLeadership(ctx, to.ID) }()
+	for !g.HandingOver() {
+		select {
+		case err := <-transfer:
+			t.Fatalf("the transfer to %s (down) ended before it was seen under way: %v", to.ID, err)
+		case <-ctx.Done():
+			t.Fatal("the transfer was never seen under way")
+		default:
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := g.Barrier(ctx); err != nil {
+		t.Fatalf("barrier during the transfer to %s (down): %v; want it committed once the transfer fails", to.ID, err)
+	}
+	if err := <-transfer; err == nil {
+		t.Fatalf("the transfer to %s, which is down, succeeded", to.ID)
+	}
+	if !g.IsLeader() || g.ReadyTerm() != g.CurrentTerm() {
+		t.Fatalf("after the failed transfer: leads %v, ready term %d of %d", g.IsLeader(), g.ReadyTerm(), g.CurrentTerm())
+	}
+	if err := g.LinearizableRead(ctx); err != nil {
+		t.Fatalf("read after the failed transfer: %v", err)
+	}
+}

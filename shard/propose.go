@@ -76,20 +76,32 @@ func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result,
 		// stops): answer once the next leader is known, so the caller
 		// goes straight to it instead of backing off. If the transfer
 		// failed and this replica still leads, submit again.
-		if !g.awaitHandOver(ctx) {
-			switch {
-			case ctx.Err() != nil:
-				return nil, g.notSubmitted(ctx)
-			case g.isClosing():
-				return nil, fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
-			}
-			return nil, g.notLeader()
+		if err := g.afterHandOver(ctx); err != nil {
+			return nil, err
 		}
 	}
 }
 
-// maxHandOverWaits bounds how often one Propose waits for a hand-over
-// and submits again while its replica keeps the lead: raft gives a
+// afterHandOver waits for this replica's leadership hand-over to end
+// (awaitHandOver). It returns nil if the replica still leads (the transfer
+// failed: the refused request may be made again), else the error of a
+// request refused meanwhile: where the new leader is, ctx's error or
+// ErrShutdown.
+func (g *Group) afterHandOver(ctx context.Context) error {
+	if g.awaitHandOver(ctx) {
+		return nil
+	}
+	switch {
+	case ctx.Err() != nil:
+		return g.notSubmitted(ctx)
+	case g.isClosing():
+		return fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
+	}
+	return g.notLeader()
+}
+
+// maxHandOverWaits bounds how often one Propose (or a read's barrier)
+// waits for a hand-over and submits again while its replica keeps the lead: raft gives a
 // transfer an election timeout, shorter than one wait (leaderWait), so one
 // wait is enough unless the machine is slow to notice the end.
 const maxHandOverWaits = 3

@@ -17,7 +17,10 @@ import (
 // when called before the leader has committed an entry of its own term (a
 // barrier, which the leader also issues by itself on election).
 //
-// Like Propose, it first waits up to leaderWait while no leader is known.
+// Like Propose, it first waits up to leaderWait while no leader is known,
+// and a read whose barrier raft refuses during a leadership hand-over
+// waits for the hand-over, then fails naming the new leader or, if the
+// transfer failed, goes on.
 // It fails with a *NotLeaderError (ErrNotLeader, or ErrNoLeader) on a
 // replica that does not lead or loses leadership meanwhile, with ctx's error
 // if ctx ends first, and with ErrShutdown once the replica is closed.
@@ -60,13 +63,28 @@ func (g *Group) LinearizableRead(ctx context.Context) error {
 // applied every entry before it. If the term is still the one read before
 // the barrier, this replica led that term throughout and has committed an
 // entry of it: its commit index is current from then on.
+//
+// Raft refuses a barrier while the leader hands its leadership over; like a
+// write, the read then waits for the hand-over and fails naming the new
+// leader, or, if the transfer failed, tries again.
 func (g *Group) barrier(ctx context.Context, term uint64) error {
-	timeout, ok := enqueueTimeout(ctx)
-	if !ok {
-		return fmt.Errorf("shard %d: %w", g.shard, ctx.Err())
-	}
-	if err := g.awaitRead(ctx, g.raft.Barrier(timeout)); err != nil {
-		return err
+	for waits := 0; ; waits++ {
+		timeout, ok := enqueueTimeout(ctx)
+		if !ok {
+			return fmt.Errorf("shard %d: %w", g.shard, ctx.Err())
+		}
+		err := g.awaitRead(ctx, g.raft.Barrier(timeout))
+		if err == nil {
+			break
+		}
+		nl := (*NotLeaderError)(nil)
+		if !errors.As(err, &nl) || !nl.handingOver || waits == maxHandOverWaits {
+			return err
+		}
+		if err := g.afterHandOver(ctx); err != nil {
+			return err
+		}
+		term = g.raft.CurrentTerm()
 	}
 	if g.raft.CurrentTerm() == term {
 		g.readyTerm.Store(term)
