@@ -81,18 +81,18 @@ func TestWatchResumesAfterShutdown(t *testing.T) {
 		}
 	}
 	next()
-	streams := log.streams()
-	if len(streams) != 1 {
-		t.Fatalf("streams opened: %v, want one", streams)
+	before := log.streams()
+	if len(before) == 0 {
+		t.Fatal("no stream opened")
 	}
-	var on *nodetest.Member
+	var on *nodetest.Member // the node of the stream open now
 	for _, mb := range c.Members() {
-		if "http://"+mb.APIAddr() == streams[0] {
+		if "http://"+mb.APIAddr() == before[len(before)-1] {
 			on = mb
 		}
 	}
 	if on == nil {
-		t.Fatalf("the stream's node %s is not a member", streams[0])
+		t.Fatalf("the stream's node %s is not a member", before[len(before)-1])
 	}
 
 	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
@@ -115,9 +115,9 @@ func TestWatchResumesAfterShutdown(t *testing.T) {
 	if len(seqs) != 1+more {
 		t.Fatalf("events %v, want %d", seqs, 1+more)
 	}
-	streams = log.streams()
-	if len(streams) < 2 || streams[len(streams)-1] == "http://"+on.APIAddr() {
-		t.Fatalf("streams opened: %v; want the last on another node than %s", streams, on.ID)
+	streams := log.streams()
+	if len(streams) <= len(before) || streams[len(streams)-1] == "http://"+on.APIAddr() {
+		t.Fatalf("streams opened: %v; want a new one after %s shut down, on another node", streams, on.ID)
 	}
 	t.Logf("streams: %v; events %v", streams, seqs)
 }
