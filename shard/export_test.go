@@ -57,7 +57,7 @@ func (g *Group) HandingOver() bool {
 // Barrier is what a linearizable read does on a leader that has not yet
 // committed an entry of its term, and what a new leader does first: it
 // commits a barrier entry, then marks the term ready.
-func (g *Group) Barrier(ctx context.Context) error { return g.barrier(ctx, g.raft.CurrentTerm()) }
+func (g *Group) Barrier(ctx context.Context) error { return g.barrier(ctx) }
 
 // CurrentTerm is the replica's Raft term.
 func (g *Group) CurrentTerm() uint64 { return g.raft.CurrentTerm() }

@@ -53,7 +53,7 @@ func (g *Group) startLeading() (stop func()) {
 func (g *Group) lead(ctx context.Context) {
 	term := g.raft.CurrentTerm()
 	start := time.Now()
-	if err := g.barrier(ctx, term); err != nil {
+	if err := g.barrier(ctx); err != nil {
 		if ctx.Err() == nil {
 			g.log.Debug("barrier after election failed", "term", term, "err", err)
 		}

@@ -65,43 +65,46 @@ func (g *Group) Propose(ctx context.Context, cmds ...*pb.Command) ([]*pb.Result,
 			c.TimeUnixMs = now
 		}
 	}
+	var res []*pb.Result
+	err := g.throughHandOver(ctx, func() (err error) {
+		res, err = g.prop.propose(ctx, cmds)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// throughHandOver makes submit (a write, or a read's barrier) until raft
+// does not refuse it for a leadership hand-over. Refused, nothing
+// appended, while this replica hands its leadership over (leader
+// spreading, a node draining before it stops), the request is answered
+// once the next leader is known — where it is, so the caller goes straight
+// there instead of backing off; ctx's error; or ErrShutdown. If the
+// transfer failed and this replica still leads, submit is made again (at
+// most maxHandOverWaits times). Any other outcome is submit's.
+func (g *Group) throughHandOver(ctx context.Context, submit func() error) error {
 	for waits := 0; ; waits++ {
-		res, err := g.prop.propose(ctx, cmds)
+		err := submit()
 		nl := (*NotLeaderError)(nil)
 		if err == nil || !errors.As(err, &nl) || !nl.handingOver || waits == maxHandOverWaits {
-			return res, err
+			return err
 		}
-		// Refused, nothing appended, while this replica hands its
-		// leadership over (leader spreading, a node draining before it
-		// stops): answer once the next leader is known, so the caller
-		// goes straight to it instead of backing off. If the transfer
-		// failed and this replica still leads, submit again.
-		if err := g.afterHandOver(ctx); err != nil {
-			return nil, err
+		if !g.awaitHandOver(ctx) {
+			switch {
+			case ctx.Err() != nil:
+				return g.notSubmitted(ctx)
+			case g.isClosing():
+				return fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
+			}
+			return g.notLeader()
 		}
 	}
 }
 
-// afterHandOver waits for this replica's leadership hand-over to end
-// (awaitHandOver). It returns nil if the replica still leads (the transfer
-// failed: the refused request may be made again), else the error of a
-// request refused meanwhile: where the new leader is, ctx's error or
-// ErrShutdown.
-func (g *Group) afterHandOver(ctx context.Context) error {
-	if g.awaitHandOver(ctx) {
-		return nil
-	}
-	switch {
-	case ctx.Err() != nil:
-		return g.notSubmitted(ctx)
-	case g.isClosing():
-		return fmt.Errorf("shard %d: %w", g.shard, ErrShutdown)
-	}
-	return g.notLeader()
-}
-
-// maxHandOverWaits bounds how often one Propose (or a read's barrier)
-// waits for a hand-over and submits again while its replica keeps the lead: raft gives a
+// maxHandOverWaits bounds how often throughHandOver waits for a hand-over
+// and submits again while its replica keeps the lead: raft gives a
 // transfer an election timeout, shorter than one wait (leaderWait), so one
 // wait is enough unless the machine is slow to notice the end.
 const maxHandOverWaits = 3

@@ -44,7 +44,7 @@ func (g *Group) LinearizableRead(ctx context.Context) error {
 		// may lag what the previous leader acknowledged. A barrier commits
 		// one and waits for the state machine to apply everything before
 		// it: the read is linearizable as soon as it returns.
-		return g.barrier(ctx, term)
+		return g.barrier(ctx)
 	}
 	readIndex := g.raft.CommitIndex()
 	hurried := g.trans.Hurry() // the confirming heartbeats skip the coalescing window
@@ -60,31 +60,25 @@ func (g *Group) LinearizableRead(ctx context.Context) error {
 }
 
 // barrier commits a barrier entry and waits until the state machine has
-// applied every entry before it. If the term is still the one read before
-// the barrier, this replica led that term throughout and has committed an
-// entry of it: its commit index is current from then on.
+// applied every entry before it. If the term is still the one read just
+// before the barrier went in, this replica led that term throughout and
+// has committed an entry of it: its commit index is current from then on.
 //
 // Raft refuses a barrier while the leader hands its leadership over; like a
 // write, the read then waits for the hand-over and fails naming the new
-// leader, or, if the transfer failed, tries again.
-func (g *Group) barrier(ctx context.Context, term uint64) error {
-	for waits := 0; ; waits++ {
+// leader, or, if the transfer failed, tries again (throughHandOver).
+func (g *Group) barrier(ctx context.Context) error {
+	var term uint64
+	err := g.throughHandOver(ctx, func() error {
 		timeout, ok := enqueueTimeout(ctx)
 		if !ok {
 			return fmt.Errorf("shard %d: %w", g.shard, ctx.Err())
 		}
-		err := g.awaitRead(ctx, g.raft.Barrier(timeout))
-		if err == nil {
-			break
-		}
-		nl := (*NotLeaderError)(nil)
-		if !errors.As(err, &nl) || !nl.handingOver || waits == maxHandOverWaits {
-			return err
-		}
-		if err := g.afterHandOver(ctx); err != nil {
-			return err
-		}
 		term = g.raft.CurrentTerm()
+		return g.awaitRead(ctx, g.raft.Barrier(timeout))
+	})
+	if err != nil {
+		return err
 	}
 	if g.raft.CurrentTerm() == term {
 		g.readyTerm.Store(term)
