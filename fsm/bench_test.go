@@ -96,11 +96,21 @@ func BenchmarkSnapshotRestore(b *testing.B) {
 	var buf bytes.Buffer
 	b.ReportAllocs()
 	b.ResetTimer()
-	var snapNs, restoreNs int64
+	var pauseNs, snapNs, restoreNs int64
 	for i := 0; i < b.N; i++ {
 		buf.Reset()
 		start := nowNs()
-		data := snapshotData(b, h.f)
+		snap, err := h.f.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		pauseNs += nowNs() - start
+		sink := &memSink{}
+		if err := snap.Persist(sink); err != nil {
+			b.Fatal(err)
+		}
+		snap.Release()
+		data := sink.Bytes()
 		snapNs += nowNs() - start
 		start = nowNs()
 		g := New(Config{Shard: 1})
@@ -111,6 +121,7 @@ func BenchmarkSnapshotRestore(b *testing.B) {
 		buf.Write(data)
 	}
 	b.ReportMetric(float64(buf.Len()), "bytes")
+	b.ReportMetric(float64(pauseNs)/float64(b.N)/1e6, "pause-ms")
 	b.ReportMetric(float64(snapNs)/float64(b.N)/1e6, "snapshot-ms")
 	b.ReportMetric(float64(restoreNs)/float64(b.N)/1e6, "restore-ms")
 	if st, _ := h.f.Stats("m1"); st.Assigned+st.Queued != sessions {

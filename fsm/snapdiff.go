@@ -1,10 +1,10 @@
 package fsm
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 
-	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
@@ -15,16 +15,14 @@ import (
 // records, in order, stopping at the first record that does not decode.
 func SnapshotRecords(b []byte) []*pb.SnapshotRecord {
 	var out []*pb.SnapshotRecord
-	r := bytes.NewReader(b)
-	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
-	for r.Len() > 0 {
+	rr := recordReader{br: bufio.NewReader(bytes.NewReader(b))}
+	for {
 		rec := &pb.SnapshotRecord{}
-		if err := opts.UnmarshalFrom(r, rec); err != nil {
-			break
+		if err := rr.next(rec); err != nil {
+			return out
 		}
 		out = append(out, rec)
 	}
-	return out
 }
 
 // DiffSnapshots compares two snapshots record by record and describes up

@@ -2,14 +2,14 @@ package fsm
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
@@ -67,38 +67,51 @@ func (f *FSM) WriteSnapshot(w io.Writer) error {
 //   - the header, the merchants (with their groups, agents and open
 //     sessions) and the recently ended sessions are encoded at once: they
 //     are objects that applies change in place (an ended session is never
-//     changed again, but it is cheap to encode: at most MaxEnded of them);
+//     changed again, but it is cheap to encode: at most MaxEnded of them).
+//     A merchant's open sessions are encoded as its session map yields
+//     them, each noted with its id; writeTo puts them in id order, so the
+//     map's order never reaches the snapshot;
 //   - the dedup table's two generations are copied map by map: an entry is
 //     a value whose encoded result is never written again, and the copy
 //     is what later applies (a generation dropped and reused) cannot reach;
 //   - the event log is a view of its ring, whose blocks later applies only
 //     append to (eventRing).
 //
-// Sorting the dedup keys and encoding the dedup records and the events —
-// most of a busy shard's snapshot — is left to writeTo.
+// Sorting the open sessions and the dedup keys, and encoding the dedup
+// records and the events — most of a busy shard's snapshot — is left to
+// writeTo.
 type capture struct {
-	head     []byte // encoded records: header, merchants and sessions, ended sessions
-	records  uint64 // records in head
+	head     []byte   // encoded records: header, merchants and sessions, ended sessions
+	spans    []span   // head's records, in head's order
+	sessions [][2]int // runs spans[i:j] of one merchant's sessions, for writeTo to sort by id
+	records  uint64   // records in head
 	dedupOld map[dedupKey]dedupEntry
 	dedupCur map[dedupKey]dedupEntry
 	events   eventRing // a view (eventRing.view)
 }
 
-var snapshotMarshal = protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
+// span is one record of capture.head: head[off:end], and the session id of
+// a session record.
+type span struct {
+	id       string
+	off, end int
+}
 
 func (f *FSM) capture() (*capture, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	c := &capture{}
-	var buf bytes.Buffer
-	put := func(r *pb.SnapshotRecord) error {
-		c.records++
-		_, err := snapshotMarshal.MarshalTo(&buf, r)
-		return err
+	put := func(id string, r *pb.SnapshotRecord) (err error) {
+		off := len(c.head)
+		if c.head, err = appendRecord(c.head, r); err != nil {
+			return err
+		}
+		c.spans = append(c.spans, span{id: id, off: off, end: len(c.head)})
+		return nil
 	}
 	hdr := &pb.SnapshotHeader{Version: SnapshotVersion, Shard: f.cfg.Shard, NowMs: f.now,
 		QueueSeq: f.queueSeq, EventSeq: f.eventSeq, LastIndex: f.lastIndex}
-	if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Header{Header: hdr}}); err != nil {
+	if err := put("", &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Header{Header: hdr}}); err != nil {
 		return nil, err
 	}
 	for _, mid := range sortedKeys(f.merchants) {
@@ -111,21 +124,23 @@ func (f *FSM) capture() (*capture, error) {
 			a := m.agents[aid]
 			rec.Agents = append(rec.Agents, &pb.AgentRecord{Config: a.cfg, Status: a.status})
 		}
-		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Merchant{Merchant: rec}}); err != nil {
+		if err := put("", &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Merchant{Merchant: rec}}); err != nil {
 			return nil, err
 		}
-		for _, sid := range sortedKeys(m.sessions) {
-			if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Session{Session: &m.sessions[sid].Session}}); err != nil {
+		first := len(c.spans)
+		for _, s := range m.sessions { // any order: writeTo sorts the run
+			if err := put(s.SessionId, &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Session{Session: &s.Session}}); err != nil {
 				return nil, err
 			}
 		}
+		c.sessions = append(c.sessions, [2]int{first, len(c.spans)})
 	}
 	for i := 0; i < f.endedRing.len(); i++ {
-		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Ended{Ended: &f.endedRing.at(i).Session}}); err != nil {
+		if err := put("", &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Ended{Ended: &f.endedRing.at(i).Session}}); err != nil {
 			return nil, err
 		}
 	}
-	c.head = buf.Bytes()
+	c.records = uint64(len(c.spans))
 	c.dedupOld = maps.Clone(f.dedup.old.byKey)
 	c.dedupCur = maps.Clone(f.dedup.cur.byKey)
 	c.events = f.events.view()
@@ -133,17 +148,23 @@ func (f *FSM) capture() (*capture, error) {
 }
 
 // writeTo writes the captured state to w in the snapshot format. It reads
-// only what capture copied, so it may run while the FSM applies entries.
+// only what capture copied, so it may run while the FSM applies entries;
+// it may run once.
 func (c *capture) writeTo(w io.Writer) error {
+	for _, run := range c.sessions {
+		slices.SortFunc(c.spans[run[0]:run[1]], func(a, b span) int { return strings.Compare(a.id, b.id) })
+	}
 	bw := bufio.NewWriter(w)
-	if _, err := bw.Write(c.head); err != nil {
-		return err
+	for _, sp := range c.spans {
+		if _, err := bw.Write(c.head[sp.off:sp.end]); err != nil {
+			return err
+		}
 	}
 	records := c.records
+	rw := recordWriter{w: bw}
 	put := func(r *pb.SnapshotRecord) error {
 		records++
-		_, err := snapshotMarshal.MarshalTo(bw, r)
-		return err
+		return rw.write(r)
 	}
 	dedup := dedupTable{old: dedupGen{byKey: c.dedupOld}, cur: dedupGen{byKey: c.dedupCur}}
 	err := dedup.each(func(k dedupKey, e dedupEntry, older bool) error {
@@ -158,7 +179,7 @@ func (c *capture) writeTo(w io.Writer) error {
 			return err
 		}
 	}
-	if _, err := snapshotMarshal.MarshalTo(bw, &pb.SnapshotRecord{Record: &pb.SnapshotRecord_End{End: &pb.SnapshotEnd{Records: records}}}); err != nil {
+	if err := rw.write(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_End{End: &pb.SnapshotEnd{Records: records}}}); err != nil {
 		return err
 	}
 	return bw.Flush()
@@ -186,13 +207,13 @@ func (f *FSM) ReadSnapshot(r io.Reader) error {
 }
 
 func (f *FSM) readSnapshot(br *bufio.Reader) error {
-	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
+	rr := recordReader{br: br}
 	var m *merchant
 	first := true
 	var records uint64
 	for {
 		rec := &pb.SnapshotRecord{}
-		err := opts.UnmarshalFrom(br, rec)
+		err := rr.next(rec)
 		if errors.Is(err, io.EOF) {
 			if first {
 				return errors.New("empty snapshot")
