@@ -148,8 +148,9 @@ func (f *FSM) capture() (*capture, error) {
 }
 
 // writeTo writes the captured state to w in the snapshot format. It reads
-// only what capture copied, so it may run while the FSM applies entries;
-// it may run once.
+// only what capture copied, so it may run while the FSM applies entries.
+// It sorts the captured session runs in place, so two calls on one capture
+// must not overlap.
 func (c *capture) writeTo(w io.Writer) error {
 	for _, run := range c.sessions {
 		slices.SortFunc(c.spans[run[0]:run[1]], func(a, b span) int { return strings.Compare(a.id, b.id) })
