@@ -51,7 +51,8 @@
 // Watch streams a merchant's events and survives failover: when a stream
 // breaks it reconnects to any replica of the shard (events are replicated
 // state, numbered the same on every replica) and resumes after the last seq
-// it delivered, dropping anything it has already delivered.
+// it delivered, or after the seq the node said it had scanned past if that
+// is later (Watcher.ResumeSeq), dropping anything it has already delivered.
 //
 // # Transport
 //

@@ -29,6 +29,7 @@ type Watcher struct {
 	shard    int
 
 	last   uint64 // seq of the last event delivered
+	resume uint64 // seq to resume after: last, or a node's scanned_seq past it
 	stream *connect.ServerStreamForClient[pb.WatchResponse]
 	addr   string // node of the current stream
 	fresh  bool   // nothing new received on this stream yet
@@ -44,15 +45,15 @@ type Watcher struct {
 // leader; when it breaks (node killed, UNAVAILABLE, a node shutting down)
 // the Watcher reconnects to any replica of the shard — the leader or
 // another voter, in rotation, with backoff and shard map refreshes — and
-// asks for the events after the last seq it delivered, dropping any it has
-// delivered already. Seqs number all events of the merchant's shard, so
-// the seqs of one merchant's events increase but are not consecutive.
-// ctx bounds the whole stream.
+// asks for the events after ResumeSeq, dropping any it has delivered
+// already. Seqs number all events of the merchant's shard, so the seqs of
+// one merchant's events increase but are not consecutive. ctx bounds the
+// whole stream.
 func (c *Client) Watch(ctx context.Context, merchant string, afterSeq uint64) *Watcher {
 	wctx, cancel := context.WithCancel(ctx)
 	return &Watcher{
 		c: c, ctx: wctx, cancel: cancel, stop: context.AfterFunc(c.closeCtx, cancel),
-		merchant: merchant, shard: int(c.ShardOf(merchant)), last: afterSeq,
+		merchant: merchant, shard: int(c.ShardOf(merchant)), last: afterSeq, resume: afterSeq,
 	}
 }
 
@@ -70,12 +71,14 @@ func (w *Watcher) Next() ([]*pb.Event, error) {
 			continue
 		}
 		if w.stream.Receive() {
-			events, err := w.accept(w.stream.Msg().GetEvents())
+			msg := w.stream.Msg()
+			events, err := w.accept(msg.GetEvents())
 			if err != nil {
 				w.drop()
 				w.err = err
 				break
 			}
+			w.resume = max(w.resume, msg.GetScannedSeq())
 			if len(events) > 0 {
 				w.bo.reset()
 				w.hops = 0
@@ -99,6 +102,15 @@ func (w *Watcher) Next() ([]*pb.Event, error) {
 // from the goroutine that calls Next.
 func (w *Watcher) LastSeq() uint64 { return w.last }
 
+// ResumeSeq is where a new Watch for the same merchant would resume this
+// one without missing an event: LastSeq, or past it where the node has
+// told the Watcher (scanned_seq) that the shard's later events were other
+// merchants'. A quiet merchant's LastSeq can fall behind the shard's
+// bounded event log, and a Watch after it fail with ErrCompacted, while
+// its ResumeSeq stays near the log's head. Call it from the goroutine that
+// calls Next.
+func (w *Watcher) ResumeSeq() uint64 { return w.resume }
+
 // Close ends the stream; a blocked Next returns ErrClosed.
 func (w *Watcher) Close() error {
 	w.closed.Store(true)
@@ -114,36 +126,36 @@ func (w *Watcher) drop() {
 	}
 }
 
-// open starts a stream after the last delivered seq.
+// open starts a stream after ResumeSeq.
 func (w *Watcher) open() {
 	addr := w.next
 	w.next = ""
 	if addr == "" {
 		addr = w.c.routes.target(w.shard, true, w.failed)
 	}
-	req := connect.NewRequest(&pb.WatchRequest{MerchantId: w.merchant, AfterSeq: w.last})
+	req := connect.NewRequest(&pb.WatchRequest{MerchantId: w.merchant, AfterSeq: w.resume})
 	stream, err := w.c.endpoint(addr).event.Watch(w.ctx, req)
 	if err != nil {
 		w.retry(addr, err)
 		return
 	}
 	w.stream, w.addr, w.fresh = stream, addr, true
-	w.c.logger().Debug("watching", slog.String("merchant", w.merchant), slog.String("addr", addr), slog.Uint64("after_seq", w.last))
+	w.c.logger().Debug("watching", slog.String("merchant", w.merchant), slog.String("addr", addr), slog.Uint64("after_seq", w.resume))
 }
 
-// accept drops events already delivered (a resumed stream may repeat the
-// tail of the previous one) and checks that seqs increase.
+// accept drops events already delivered or scanned past (a resumed stream
+// may repeat the tail of the previous one) and checks that seqs increase.
 func (w *Watcher) accept(events []*pb.Event) ([]*pb.Event, error) {
 	out := make([]*pb.Event, 0, len(events))
 	for _, e := range events {
-		if e.GetSeq() <= w.last {
+		if e.GetSeq() <= w.resume {
 			if w.fresh {
 				continue
 			}
-			return nil, fmt.Errorf("%w: seq %d after %d from %s", ErrEventOrder, e.GetSeq(), w.last, w.addr)
+			return nil, fmt.Errorf("%w: seq %d after %d from %s", ErrEventOrder, e.GetSeq(), w.resume, w.addr)
 		}
 		w.fresh = false
-		w.last = e.GetSeq()
+		w.last, w.resume = e.GetSeq(), e.GetSeq()
 		out = append(out, e)
 	}
 	return out, nil
@@ -181,7 +193,7 @@ func (w *Watcher) retry(addr string, err error) {
 		return
 	}
 	w.c.logger().Debug("event stream failed", slog.String("merchant", w.merchant), slog.String("addr", addr),
-		slog.Uint64("last_seq", w.last), slog.Any("err", err))
+		slog.Uint64("resume_seq", w.resume), slog.Any("err", err))
 	w.failed = addr
 	if hint != "" {
 		u := w.c.routes.url(hint)

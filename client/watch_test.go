@@ -181,3 +181,50 @@ func TestWatchEndsWithContext(t *testing.T) {
 		t.Fatalf("Next: %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// TestWatchResumesAfterScannedSeq: a node that tells the Watcher how far it
+// has scanned the shard's events (scanned_seq, in a message without
+// events) moves the resume point past the merchant's last event: the
+// stream that replaces an ended one asks for the events after it, so a
+// quiet merchant's Watcher does not fall behind the shard's bounded log.
+func TestWatchResumesAfterScannedSeq(t *testing.T) {
+	fc := newFakeCluster(t, 3, 4)
+	m := merchantOn(t, fc, 2)
+	var streams atomic.Int32
+	fc.watch = func(ctx context.Context, n *fakeNode, c fakeCall, s *connect.ServerStream[pb.WatchResponse]) error {
+		if streams.Add(1) == 1 {
+			if err := s.Send(&pb.WatchResponse{Events: []*pb.Event{{Seq: 2, MerchantId: m}}}); err != nil {
+				return err
+			}
+			// Then the node ends the stream (as one shutting down does).
+			return s.Send(&pb.WatchResponse{ScannedSeq: 50})
+		}
+		if err := s.Send(&pb.WatchResponse{Events: []*pb.Event{{Seq: 50, MerchantId: m}, {Seq: 51, MerchantId: m}}}); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
+	}
+	c := newTestClient(t, fc)
+	w := c.Watch(testCtx(t, 10*time.Second), m, 0)
+	t.Cleanup(func() { w.Close() })
+
+	events, err := w.Next()
+	if err != nil || len(events) != 1 || events[0].GetSeq() != 2 {
+		t.Fatalf("first Next: %v, %v; want seq 2", events, err)
+	}
+	events, err = w.Next()
+	if err != nil || len(events) != 1 || events[0].GetSeq() != 51 {
+		t.Fatalf("second Next: %v, %v; want seq 51 only (50 was scanned past on the first stream)", events, err)
+	}
+	if w.LastSeq() != 51 || w.ResumeSeq() != 51 {
+		t.Errorf("LastSeq %d, ResumeSeq %d; want 51 and 51", w.LastSeq(), w.ResumeSeq())
+	}
+	calls := fc.callsTo(watchProc)
+	if len(calls) != 2 {
+		t.Fatalf("%d Watch calls, want 2 (one reconnect)", len(calls))
+	}
+	if calls[1].afterSeq != 50 {
+		t.Errorf("resumed stream after seq %d, want 50 (the scanned seq, not the last event's 2)", calls[1].afterSeq)
+	}
+}

@@ -2,11 +2,9 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 
 	"connectrpc.com/connect"
 
-	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
 
@@ -35,12 +33,14 @@ func (h *eventHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchR
 		return err
 	}
 	defer release()
-	after := m.AfterSeq
+	// Every quarter of the log scanned past the last resume point the
+	// caller knows, tell it how far the stream has scanned (scanned_seq):
+	// a quiet merchant's caller then resumes near the log's head instead
+	// of after its last event, which may have left the log long ago.
+	progressEvery := uint64(max(r.FSM().MaxEvents()/4, 1))
+	after, told := m.AfterSeq, m.AfterSeq
 	for {
 		events, next, notify, err := r.FSM().Events(m.MerchantId, after, watchBatch)
-		if errors.Is(err, fsm.ErrCompacted) {
-			return h.s.toConnect(id, err)
-		}
 		if err != nil {
 			return h.s.toConnect(id, err)
 		}
@@ -48,10 +48,17 @@ func (h *eventHandler) Watch(ctx context.Context, req *connect.Request[pb.WatchR
 			if err := stream.Send(&pb.WatchResponse{Events: events}); err != nil {
 				return err
 			}
+			told = events[len(events)-1].Seq
 		}
 		if next != after {
 			after = next
 			continue // there may be more right away
+		}
+		if after-told >= progressEvery {
+			if err := stream.Send(&pb.WatchResponse{ScannedSeq: after}); err != nil {
+				return err
+			}
+			told = after
 		}
 		select {
 		case <-ctx.Done():

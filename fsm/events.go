@@ -132,6 +132,10 @@ func (f *FSM) Events(merchant string, after uint64, max int) ([]*pb.Event, uint6
 	return out, next, f.notify, nil
 }
 
+// MaxEvents is how many events the log keeps (Config.MaxEvents): a reader
+// more than that many events behind the newest gets ErrCompacted.
+func (f *FSM) MaxEvents() int { return f.cfg.MaxEvents }
+
 // LastEventSeq is the seq of the newest event (0 when there is none).
 func (f *FSM) LastEventSeq() uint64 {
 	f.mu.RLock()

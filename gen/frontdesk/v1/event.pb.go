@@ -76,8 +76,15 @@ func (x *WatchRequest) GetAfterSeq() uint64 {
 }
 
 type WatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// scanned_seq, when not 0: the stream has sent every event of the
+	// merchant with seq <= scanned_seq, and the shard's events up to it were
+	// of other merchants. A caller resumes after it rather than after its
+	// last event, so a quiet merchant on a busy shard does not fall behind
+	// the shard's bounded event log. Sent in a message without events each
+	// time the stream has scanned a quarter of the log past the last one.
+	ScannedSeq    uint64 `protobuf:"varint,2,opt,name=scanned_seq,json=scannedSeq,proto3" json:"scanned_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +126,13 @@ func (x *WatchResponse) GetEvents() []*Event {
 	return nil
 }
 
+func (x *WatchResponse) GetScannedSeq() uint64 {
+	if x != nil {
+		return x.ScannedSeq
+	}
+	return 0
+}
+
 var File_frontdesk_v1_event_proto protoreflect.FileDescriptor
 
 const file_frontdesk_v1_event_proto_rawDesc = "" +
@@ -127,9 +141,11 @@ const file_frontdesk_v1_event_proto_rawDesc = "" +
 	"\fWatchRequest\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x1b\n" +
-	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\"<\n" +
+	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\"]\n" +
 	"\rWatchResponse\x12+\n" +
-	"\x06events\x18\x01 \x03(\v2\x13.frontdesk.v1.EventR\x06events2R\n" +
+	"\x06events\x18\x01 \x03(\v2\x13.frontdesk.v1.EventR\x06events\x12\x1f\n" +
+	"\vscanned_seq\x18\x02 \x01(\x04R\n" +
+	"scannedSeq2R\n" +
 	"\fEventService\x12B\n" +
 	"\x05Watch\x12\x1a.frontdesk.v1.WatchRequest\x1a\x1b.frontdesk.v1.WatchResponse0\x01B?Z=github.com/frontdeskhq/frontdesk/gen/frontdesk/v1;frontdeskv1b\x06proto3"
 

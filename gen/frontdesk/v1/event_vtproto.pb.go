@@ -42,6 +42,7 @@ func (m *WatchResponse) CloneVT() *WatchResponse {
 		return (*WatchResponse)(nil)
 	}
 	r := new(WatchResponse)
+	r.ScannedSeq = m.ScannedSeq
 	if rhs := m.Events; rhs != nil {
 		tmpContainer := make([]*Event, len(rhs))
 		for k, v := range rhs {
@@ -104,6 +105,9 @@ func (this *WatchResponse) EqualVT(that *WatchResponse) bool {
 				return false
 			}
 		}
+	}
+	if this.ScannedSeq != that.ScannedSeq {
+		return false
 	}
 	return string(this.unknownFields) == string(that.unknownFields)
 }
@@ -190,6 +194,11 @@ func (m *WatchResponse) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.ScannedSeq != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.ScannedSeq))
+		i--
+		dAtA[i] = 0x10
+	}
 	if len(m.Events) > 0 {
 		for iNdEx := len(m.Events) - 1; iNdEx >= 0; iNdEx-- {
 			size, err := m.Events[iNdEx].MarshalToSizedBufferVT(dAtA[:i])
@@ -233,6 +242,9 @@ func (m *WatchResponse) SizeVT() (n int) {
 			l = e.SizeVT()
 			n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 		}
+	}
+	if m.ScannedSeq != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.ScannedSeq))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -403,6 +415,25 @@ func (m *WatchResponse) UnmarshalVT(dAtA []byte) error {
 				return err
 			}
 			iNdEx = postIndex
+		case 2:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field ScannedSeq", wireType)
+			}
+			m.ScannedSeq = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.ScannedSeq |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

@@ -43,7 +43,8 @@ const (
 type EventServiceClient interface {
 	// Watch streams the merchant's events with seq > after_seq, in order,
 	// until the caller cancels. Seqs number the events of the merchant's
-	// shard; a caller resumes after the last seq it saw, on any node.
+	// shard; a caller resumes, on any node, after the highest of the last
+	// event seq it saw and the last scanned_seq it was sent.
 	// FAILED_PRECONDITION (compacted) when events after after_seq were dropped.
 	Watch(context.Context, *connect.Request[v1.WatchRequest]) (*connect.ServerStreamForClient[v1.WatchResponse], error)
 }
@@ -82,7 +83,8 @@ func (c *eventServiceClient) Watch(ctx context.Context, req *connect.Request[v1.
 type EventServiceHandler interface {
 	// Watch streams the merchant's events with seq > after_seq, in order,
 	// until the caller cancels. Seqs number the events of the merchant's
-	// shard; a caller resumes after the last seq it saw, on any node.
+	// shard; a caller resumes, on any node, after the highest of the last
+	// event seq it saw and the last scanned_seq it was sent.
 	// FAILED_PRECONDITION (compacted) when events after after_seq were dropped.
 	Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error
 }
