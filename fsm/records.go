@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
 
@@ -60,15 +63,25 @@ type recordReader struct {
 // input ends exactly before a record, io.ErrUnexpectedEOF when it ends
 // inside one.
 func (rr *recordReader) next(rec *pb.SnapshotRecord) error {
+	b, err := rr.raw()
+	if err != nil {
+		return err
+	}
+	return rec.UnmarshalVT(b)
+}
+
+// raw reads the next record's bytes, valid until the next call; errors as
+// next's.
+func (rr *recordReader) raw() ([]byte, error) {
 	n, err := binary.ReadUvarint(rr.br)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return err
+			return nil, err
 		}
-		return fmt.Errorf("record size: %w", err)
+		return nil, fmt.Errorf("record size: %w", err)
 	}
 	if n > maxRecordSize {
-		return fmt.Errorf("record of %d bytes exceeds the maximum of %d", n, maxRecordSize)
+		return nil, fmt.Errorf("record of %d bytes exceeds the maximum of %d", n, maxRecordSize)
 	}
 	if uint64(cap(rr.buf)) < n {
 		rr.buf = make([]byte, n)
@@ -76,9 +89,44 @@ func (rr *recordReader) next(rec *pb.SnapshotRecord) error {
 	b := rr.buf[:n]
 	if _, err := io.ReadFull(rr.br, b); err != nil {
 		if errors.Is(err, io.EOF) {
-			return io.ErrUnexpectedEOF
+			return nil, io.ErrUnexpectedEOF
 		}
-		return err
+		return nil, err
 	}
-	return rec.UnmarshalVT(b)
+	return b, nil
+}
+
+// The field numbers of SnapshotRecord's session and ended records.
+var (
+	sessionField = fieldNumber("session")
+	endedField   = fieldNumber("ended")
+)
+
+func fieldNumber(name protoreflect.Name) protowire.Number {
+	fd := (&pb.SnapshotRecord{}).ProtoReflect().Descriptor().Fields().ByName(name)
+	if fd == nil {
+		panic("fsm: SnapshotRecord has no field " + string(name))
+	}
+	return fd.Number()
+}
+
+// sessionRecord decodes a record that is a session or an ended session
+// and nothing else — nearly every record of a large snapshot — straight
+// into a new session, sparing the generic decode's message and the copy
+// out of it. ok is false for any other record, which the caller decodes
+// as a SnapshotRecord.
+func sessionRecord(b []byte) (s *session, ended, ok bool, err error) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || typ != protowire.BytesType || (num != sessionField && num != endedField) {
+		return nil, false, false, nil
+	}
+	v, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 || n+m != len(b) {
+		return nil, false, false, nil
+	}
+	s = &session{}
+	if err := s.Session.UnmarshalVT(v); err != nil {
+		return nil, false, false, err
+	}
+	return s, num == endedField, true, nil
 }

@@ -130,3 +130,51 @@ func TestRecordReaderEnds(t *testing.T) {
 		t.Fatalf("size cut short: read %d, then %v; want unexpected EOF", n, err)
 	}
 }
+
+// TestSessionRecordsBothWays: session and ended records are decoded
+// straight into sessions (sessionRecord) when they are that one field, as
+// this package writes them, and through the generic decode otherwise (here:
+// each with an unknown field after it); both restore the same state.
+func TestSessionRecordsBothWays(t *testing.T) {
+	for _, seed := range propSeeds(6) {
+		_, snap := randomState(t, seed, propSteps(400))
+		rr := recordReader{br: bufio.NewReader(bytes.NewReader(snap))}
+		var padded []byte
+		fast := 0
+		for {
+			b, err := rr.raw()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, ok, err := sessionRecord(b); err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			} else if ok {
+				fast++
+				b = protowire.AppendVarint(protowire.AppendTag(append([]byte{}, b...), 99, protowire.VarintType), 1)
+				if _, _, ok, _ := sessionRecord(b); ok {
+					t.Fatalf("seed %d: a record with a second field took the fast path", seed)
+				}
+			}
+			padded = protowire.AppendBytes(padded, b)
+		}
+		if fast == 0 {
+			t.Fatalf("seed %d: no session records in the snapshot", seed)
+		}
+		a, b := New(propConfig(seed)), New(propConfig(seed))
+		if err := a.ReadSnapshot(bytes.NewReader(snap)); err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if err := b.ReadSnapshot(bytes.NewReader(padded)); err != nil {
+			t.Fatalf("seed %d: padded: %v", seed, err)
+		}
+		if got, want := snapshotBytes(t, b), snapshotBytes(t, a); !bytes.Equal(got, want) {
+			t.Fatalf("seed %d: %d session records decoded both ways restore different states: %s", seed, fast, diffSnapshots(want, got))
+		}
+		if !bytes.Equal(snapshotBytes(t, a), snap) {
+			t.Fatalf("seed %d: restoring and snapshotting again changed the snapshot: %s", seed, diffSnapshots(snap, snapshotBytes(t, a)))
+		}
+	}
+}

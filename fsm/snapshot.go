@@ -213,8 +213,7 @@ func (f *FSM) readSnapshot(br *bufio.Reader) error {
 	first := true
 	var records uint64
 	for {
-		rec := &pb.SnapshotRecord{}
-		err := rr.next(rec)
+		b, err := rr.raw()
 		if errors.Is(err, io.EOF) {
 			if first {
 				return errors.New("empty snapshot")
@@ -222,6 +221,23 @@ func (f *FSM) readSnapshot(br *bufio.Reader) error {
 			return errors.New("snapshot cut short: no end record")
 		}
 		if err != nil {
+			return err
+		}
+		if !first {
+			s, ended, ok, err := sessionRecord(b)
+			if err != nil {
+				return err
+			}
+			if ok {
+				records++
+				if err := f.restoreSessionRecord(m, s, ended); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		rec := &pb.SnapshotRecord{}
+		if err := rec.UnmarshalVT(b); err != nil {
 			return err
 		}
 		if end := rec.GetEnd(); end != nil {
@@ -254,19 +270,18 @@ func (f *FSM) readSnapshot(br *bufio.Reader) error {
 				}
 			}
 			m = f.restoreMerchant(r.Merchant)
-		case *pb.SnapshotRecord_Session:
-			if m == nil || r.Session.MerchantId != m.id {
-				return fmt.Errorf("session %q out of place", r.Session.SessionId)
+		case *pb.SnapshotRecord_Session, *pb.SnapshotRecord_Ended:
+			// sessionRecord takes these unless a record carries more than
+			// its one field (not written by this package, but valid).
+			s, ended := &session{}, false
+			if r, ok := r.(*pb.SnapshotRecord_Ended); ok {
+				proto.Merge(&s.Session, r.Ended)
+				ended = true
+			} else {
+				proto.Merge(&s.Session, rec.GetSession())
 			}
-			if err := f.restoreSession(m, r.Session); err != nil {
+			if err := f.restoreSessionRecord(m, s, ended); err != nil {
 				return err
-			}
-		case *pb.SnapshotRecord_Ended:
-			s := &session{}
-			proto.Merge(&s.Session, r.Ended)
-			f.endedRing.push(s)
-			if om := f.merchants[s.MerchantId]; om != nil {
-				om.ended[s.SessionId] = s
 			}
 		case *pb.SnapshotRecord_Dedup:
 			gen := &f.dedup.cur
@@ -328,9 +343,23 @@ func (f *FSM) restoreMerchant(r *pb.MerchantRecord) *merchant {
 	return m
 }
 
-func (f *FSM) restoreSession(m *merchant, ps *pb.Session) error {
-	s := &session{}
-	proto.Merge(&s.Session, ps)
+// restoreSessionRecord puts back an open session of merchant m (the last
+// merchant record read) or, if ended, an ended session of any merchant.
+func (f *FSM) restoreSessionRecord(m *merchant, s *session, ended bool) error {
+	if ended {
+		f.endedRing.push(s)
+		if om := f.merchants[s.MerchantId]; om != nil {
+			om.ended[s.SessionId] = s
+		}
+		return nil
+	}
+	if m == nil || s.MerchantId != m.id {
+		return fmt.Errorf("session %q out of place", s.SessionId)
+	}
+	return f.restoreSession(m, s)
+}
+
+func (f *FSM) restoreSession(m *merchant, s *session) error {
 	m.sessions[s.SessionId] = s
 	m.byBuyer[s.BuyerId] = s
 	if g := m.groups[s.GroupId]; g != nil {
