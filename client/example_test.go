@@ -87,6 +87,9 @@ func ExampleClient_Watch() {
 		for _, e := range events {
 			log.Printf("seq %d: %v session %s", e.GetSeq(), e.GetKind(), e.GetSessionId())
 		}
+		// Keep ResumeSeq, not the last event's seq, to watch again later:
+		// for a quiet merchant it moves past other merchants' events.
+		lastSeen = w.ResumeSeq()
 	}
 }
 

@@ -28,8 +28,8 @@ type Watcher struct {
 	merchant string
 	shard    int
 
-	last   uint64 // seq of the last event delivered
-	resume uint64 // seq to resume after: last, or a node's scanned_seq past it
+	last   uint64        // seq of the last event delivered
+	resume atomic.Uint64 // seq to resume after: last, or a node's scanned_seq past it
 	stream *connect.ServerStreamForClient[pb.WatchResponse]
 	addr   string // node of the current stream
 	fresh  bool   // nothing new received on this stream yet
@@ -51,10 +51,12 @@ type Watcher struct {
 // whole stream.
 func (c *Client) Watch(ctx context.Context, merchant string, afterSeq uint64) *Watcher {
 	wctx, cancel := context.WithCancel(ctx)
-	return &Watcher{
+	w := &Watcher{
 		c: c, ctx: wctx, cancel: cancel, stop: context.AfterFunc(c.closeCtx, cancel),
-		merchant: merchant, shard: int(c.ShardOf(merchant)), last: afterSeq, resume: afterSeq,
+		merchant: merchant, shard: int(c.ShardOf(merchant)), last: afterSeq,
 	}
+	w.resume.Store(afterSeq)
+	return w
 }
 
 // Next blocks until new events arrive and returns them: a non-empty batch
@@ -78,7 +80,9 @@ func (w *Watcher) Next() ([]*pb.Event, error) {
 				w.err = err
 				break
 			}
-			w.resume = max(w.resume, msg.GetScannedSeq())
+			if s := msg.GetScannedSeq(); s > w.resume.Load() {
+				w.resume.Store(s)
+			}
 			if len(events) > 0 {
 				w.bo.reset()
 				w.hops = 0
@@ -107,9 +111,9 @@ func (w *Watcher) LastSeq() uint64 { return w.last }
 // told the Watcher (scanned_seq) that the shard's later events were other
 // merchants'. A quiet merchant's LastSeq can fall behind the shard's
 // bounded event log, and a Watch after it fail with ErrCompacted, while
-// its ResumeSeq stays near the log's head. Call it from the goroutine that
-// calls Next.
-func (w *Watcher) ResumeSeq() uint64 { return w.resume }
+// its ResumeSeq stays near the log's head: it is the seq a subscriber
+// should keep to watch again later. Safe to call from any goroutine.
+func (w *Watcher) ResumeSeq() uint64 { return w.resume.Load() }
 
 // Close ends the stream; a blocked Next returns ErrClosed.
 func (w *Watcher) Close() error {
@@ -133,14 +137,14 @@ func (w *Watcher) open() {
 	if addr == "" {
 		addr = w.c.routes.target(w.shard, true, w.failed)
 	}
-	req := connect.NewRequest(&pb.WatchRequest{MerchantId: w.merchant, AfterSeq: w.resume})
+	req := connect.NewRequest(&pb.WatchRequest{MerchantId: w.merchant, AfterSeq: w.resume.Load()})
 	stream, err := w.c.endpoint(addr).event.Watch(w.ctx, req)
 	if err != nil {
 		w.retry(addr, err)
 		return
 	}
 	w.stream, w.addr, w.fresh = stream, addr, true
-	w.c.logger().Debug("watching", slog.String("merchant", w.merchant), slog.String("addr", addr), slog.Uint64("after_seq", w.resume))
+	w.c.logger().Debug("watching", slog.String("merchant", w.merchant), slog.String("addr", addr), slog.Uint64("after_seq", w.resume.Load()))
 }
 
 // accept drops events already delivered or scanned past (a resumed stream
@@ -148,14 +152,15 @@ func (w *Watcher) open() {
 func (w *Watcher) accept(events []*pb.Event) ([]*pb.Event, error) {
 	out := make([]*pb.Event, 0, len(events))
 	for _, e := range events {
-		if e.GetSeq() <= w.resume {
+		if e.GetSeq() <= w.resume.Load() {
 			if w.fresh {
 				continue
 			}
-			return nil, fmt.Errorf("%w: seq %d after %d from %s", ErrEventOrder, e.GetSeq(), w.resume, w.addr)
+			return nil, fmt.Errorf("%w: seq %d after %d from %s", ErrEventOrder, e.GetSeq(), w.resume.Load(), w.addr)
 		}
 		w.fresh = false
-		w.last, w.resume = e.GetSeq(), e.GetSeq()
+		w.last = e.GetSeq()
+		w.resume.Store(e.GetSeq())
 		out = append(out, e)
 	}
 	return out, nil
@@ -193,7 +198,7 @@ func (w *Watcher) retry(addr string, err error) {
 		return
 	}
 	w.c.logger().Debug("event stream failed", slog.String("merchant", w.merchant), slog.String("addr", addr),
-		slog.Uint64("resume_seq", w.resume), slog.Any("err", err))
+		slog.Uint64("resume_seq", w.resume.Load()), slog.Any("err", err))
 	w.failed = addr
 	if hint != "" {
 		u := w.c.routes.url(hint)

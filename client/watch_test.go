@@ -208,6 +208,21 @@ func TestWatchResumesAfterScannedSeq(t *testing.T) {
 	c := newTestClient(t, fc)
 	w := c.Watch(testCtx(t, 10*time.Second), m, 0)
 	t.Cleanup(func() { w.Close() })
+	// A subscriber may read ResumeSeq from another goroutine (-race checks).
+	stopReading := make(chan struct{})
+	readerDone := make(chan uint64)
+	go func() {
+		var seen uint64
+		for {
+			seen = max(seen, w.ResumeSeq())
+			select {
+			case <-stopReading:
+				readerDone <- seen
+				return
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	}()
 
 	events, err := w.Next()
 	if err != nil || len(events) != 1 || events[0].GetSeq() != 2 {
@@ -219,6 +234,10 @@ func TestWatchResumesAfterScannedSeq(t *testing.T) {
 	}
 	if w.LastSeq() != 51 || w.ResumeSeq() != 51 {
 		t.Errorf("LastSeq %d, ResumeSeq %d; want 51 and 51", w.LastSeq(), w.ResumeSeq())
+	}
+	close(stopReading)
+	if seen := <-readerDone; seen > 51 {
+		t.Errorf("another goroutine read ResumeSeq %d, past any seq sent", seen)
 	}
 	calls := fc.callsTo(watchProc)
 	if len(calls) != 2 {
