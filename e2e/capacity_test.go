@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -165,14 +163,18 @@ func TestCapacity(t *testing.T) {
 	}
 	// What the other two nodes' replicas have committed, shard by shard:
 	// the restarted node has caught up once it has applied as much.
-	committed := map[string]uint64{}
+	committed := map[uint32]uint64{}
 	for i := range 2 {
-		for shard, v := range shardGauge(t, c.Nodes[i].APIAddr, "frontdesk_shard_commit_index") {
-			committed[shard] = max(committed[shard], v)
+		m, err := c.ShardMap(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, si := range m.ShardInfos {
+			committed[si.Shard] = max(committed[si.Shard], si.CommitIndex)
 		}
 	}
 	if len(committed) != shards {
-		t.Fatalf("commit index of %d shards in the metrics; want %d", len(committed), shards)
+		t.Fatalf("commit index of %d shards in the shard maps; want %d", len(committed), shards)
 	}
 
 	c.Kill(2)
@@ -181,11 +183,12 @@ func TestCapacity(t *testing.T) {
 	c.WaitReady(5 * time.Minute)
 	t.Logf("%s restarted: ready %v after start (every replica knows a leader)", victim.ID, time.Since(start).Round(time.Millisecond))
 	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		applied := shardGauge(t, victim.APIAddr, "frontdesk_shard_applied_index")
-		behind := 0
-		for shard, want := range committed {
-			if applied[shard] < want {
-				behind++
+		behind := len(committed)
+		if m, err := c.ShardMap(ctx, 2); err == nil {
+			for _, si := range m.ShardInfos {
+				if si.LocalState != "" && si.AppliedIndex >= committed[si.Shard] {
+					behind--
+				}
 			}
 		}
 		if behind == 0 {
@@ -198,39 +201,6 @@ func TestCapacity(t *testing.T) {
 	t.Logf("%s restarted: caught up %v after start (every replica's applied index at its shard's commit index at the kill: snapshot restored, then the log after it)",
 		victim.ID, time.Since(start).Round(time.Millisecond))
 	rss("after the restart")
-}
-
-// shardGauge reads the node's /metrics and returns the per-shard gauge
-// name, by shard label.
-func shardGauge(t *testing.T, apiAddr, name string) map[string]uint64 {
-	t.Helper()
-	resp, err := http.Get("http://" + apiAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]uint64{}
-	prefix := name + `{shard="`
-	for _, line := range strings.Split(string(body), "\n") {
-		rest, ok := strings.CutPrefix(line, prefix)
-		if !ok {
-			continue
-		}
-		shard, value, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			t.Fatalf("metrics line %q: no value", line)
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[shard] = uint64(v)
-	}
-	return out
 }
 
 // BenchmarkIdleCPU measures issue 6's idle target: three local frontdeskd
