@@ -270,17 +270,19 @@ func (f *FSM) readSnapshot(br *bufio.Reader) error {
 				}
 			}
 			m = f.restoreMerchant(r.Merchant)
-		case *pb.SnapshotRecord_Session, *pb.SnapshotRecord_Ended:
-			// sessionRecord takes these unless a record carries more than
-			// its one field (not written by this package, but valid).
-			s, ended := &session{}, false
-			if r, ok := r.(*pb.SnapshotRecord_Ended); ok {
-				proto.Merge(&s.Session, r.Ended)
-				ended = true
-			} else {
-				proto.Merge(&s.Session, rec.GetSession())
+		// Session and ended records come here only when they carry more
+		// than their one field (valid, not written by this package);
+		// sessionRecord decodes the others.
+		case *pb.SnapshotRecord_Session:
+			s := &session{}
+			proto.Merge(&s.Session, r.Session)
+			if err := f.restoreSessionRecord(m, s, false); err != nil {
+				return err
 			}
-			if err := f.restoreSessionRecord(m, s, ended); err != nil {
+		case *pb.SnapshotRecord_Ended:
+			s := &session{}
+			proto.Merge(&s.Session, r.Ended)
+			if err := f.restoreSessionRecord(m, s, true); err != nil {
 				return err
 			}
 		case *pb.SnapshotRecord_Dedup:
