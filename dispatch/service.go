@@ -92,7 +92,7 @@ func errStreamsClosed() error {
 
 // CloseStreams ends every event stream (EventService.Watch) now and
 // refuses new ones, with UNAVAILABLE, so that their clients resume on
-// another node from their last seq. Call it when the node starts to shut
+// another node where they were. Call it when the node starts to shut
 // down, before http.Server.Shutdown: a stream waiting for events never ends
 // by itself, and Shutdown waits for every open stream. Unary calls are not
 // affected. Safe to call more than once.

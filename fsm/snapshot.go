@@ -84,7 +84,6 @@ type capture struct {
 	head     []byte   // encoded records: header, merchants and sessions, ended sessions
 	spans    []span   // head's records, in head's order
 	sessions [][2]int // runs spans[i:j] of one merchant's sessions, for writeTo to sort by id
-	records  uint64   // records in head
 	dedupOld map[dedupKey]dedupEntry
 	dedupCur map[dedupKey]dedupEntry
 	events   eventRing // a view (eventRing.view)
@@ -140,7 +139,6 @@ func (f *FSM) capture() (*capture, error) {
 			return nil, err
 		}
 	}
-	c.records = uint64(len(c.spans))
 	c.dedupOld = maps.Clone(f.dedup.old.byKey)
 	c.dedupCur = maps.Clone(f.dedup.cur.byKey)
 	c.events = f.events.view()
@@ -161,7 +159,7 @@ func (c *capture) writeTo(w io.Writer) error {
 			return err
 		}
 	}
-	records := c.records
+	records := uint64(len(c.spans))
 	rw := recordWriter{w: bw}
 	put := func(r *pb.SnapshotRecord) error {
 		records++
