@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/frontdeskhq/frontdesk/internal/testutil"
 )
 
 // protocols runs a test over each RPC protocol the cluster serves.
@@ -55,17 +56,8 @@ func merchantOn(t *testing.T, fc *fakeCluster, s uint32) string {
 	return ""
 }
 
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+// testLogger logs at debug level to the test's log (testutil.Logger).
+func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t, slog.LevelDebug) }
 
 // requestIDs returns the request ids of calls.
 func requestIDs(calls []fakeCall) []string {

@@ -10,6 +10,7 @@ import (
 	"github.com/frontdeskhq/frontdesk/client"
 	"github.com/frontdeskhq/frontdesk/e2e/cluster"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+	"github.com/frontdeskhq/frontdesk/internal/testutil"
 )
 
 // setupShop creates merchant id with a push group "pre" (default) and a
@@ -262,15 +263,5 @@ func checkLimits(t *testing.T, ctx context.Context, cl *client.Client, id string
 // eventually polls f until it returns nil or d passes.
 func eventually(t *testing.T, d time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, d, 50*time.Millisecond, f)
 }

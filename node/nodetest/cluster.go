@@ -27,6 +27,7 @@ import (
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+	"github.com/frontdeskhq/frontdesk/internal/testutil"
 	"github.com/frontdeskhq/frontdesk/node"
 )
 
@@ -89,7 +90,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	// The temp dir comes before stopAll: cleanups run last-registered-first,
 	// so the nodes stop before the testing package removes their data (a
 	// snapshot still being written would otherwise make that removal fail).
-	c := &Cluster{t: t, opts: opts, log: testLogger(t, level), root: t.TempDir()}
+	c := &Cluster{t: t, opts: opts, log: testutil.Logger(t, level), root: t.TempDir()}
 	t.Cleanup(c.stopAll)
 	var gossip []string
 	for i := range n {
@@ -304,17 +305,7 @@ func (c *Cluster) WaitPlaced(nodes []string, timeout time.Duration) *Layout {
 // with f's last error if that has not happened within timeout.
 func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, 50*time.Millisecond, f)
 }
 
 // handedOut holds the ports freeAddr returned.
@@ -342,33 +333,4 @@ func freeAddr(t testing.TB) string {
 	}
 	t.Fatal("no free port")
 	return ""
-}
-
-// testLogger writes to t.Log until the test and its cleanups are done;
-// later lines (goroutines winding down) are dropped instead of panicking.
-func testLogger(t testing.TB, level slog.Level) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop) // registered first, so it runs last
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
 }

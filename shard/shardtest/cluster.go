@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/frontdeskhq/frontdesk/internal/testutil"
 	"github.com/frontdeskhq/frontdesk/shard"
 	"github.com/frontdeskhq/frontdesk/shard/transport"
 )
@@ -79,7 +80,7 @@ func NewCluster(t testing.TB, nodes, shards int, opts ...Option) *Cluster {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Cluster{shards: uint32(shards), opts: o, logger: testLogger(t, o.logLevel)}
+	c := &Cluster{shards: uint32(shards), opts: o, logger: testutil.Logger(t, o.logLevel)}
 	// The data dirs come first: cleanups run last-registered-first, so the
 	// cluster is closed before the testing package removes its temp dirs (a
 	// snapshot still being written would otherwise make that removal fail).

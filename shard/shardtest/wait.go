@@ -12,6 +12,7 @@ import (
 
 	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+	"github.com/frontdeskhq/frontdesk/internal/testutil"
 	"github.com/frontdeskhq/frontdesk/shard"
 )
 
@@ -21,21 +22,11 @@ const WaitTimeout = 10 * time.Second
 // pollEvery is how often waits check their condition.
 const pollEvery = 5 * time.Millisecond
 
-// Eventually calls f until it returns nil, failing the test with f's last
-// error if that has not happened within timeout.
+// Eventually calls f every pollEvery until it returns nil, failing the
+// test with f's last error if that has not happened within timeout.
 func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(pollEvery)
-	}
+	testutil.Eventually(t, timeout, pollEvery, f)
 }
 
 // Leader returns the running node that leads shard s, or nil if none does.

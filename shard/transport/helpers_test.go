@@ -8,58 +8,20 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/frontdeskhq/frontdesk/internal/testutil"
 )
 
-// eventually calls f until it returns nil, failing the test with f's last
-// error if that has not happened within timeout.
+// eventually calls f every 10ms until it returns nil (testutil.Eventually).
 func eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, 10*time.Millisecond, f)
 }
 
-// testLogger returns a logger writing to t.Log until the test and its
-// cleanups are done, so late log lines from background goroutines are
-// dropped instead of panicking.
-func testLogger(t testing.TB, level slog.Level) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop) // registered first, so it runs last
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+// testLogger is testutil.Logger.
+var testLogger = testutil.Logger
 
 // newTestMux starts a Mux on a fresh loopback port, closed at cleanup.
 func newTestMux(t testing.TB, opts ...Option) *Mux {
