@@ -25,6 +25,8 @@ import (
 // raft.Apply: no RPC, no frontdesk shard layer, no batching of our own.
 // Merchants map onto groups as they map onto shards.
 type ceiling struct {
+	commandTarget // its apply is ceiling.apply
+
 	dir     string
 	groups  []*ceilingGroup
 	retried atomic.Int64
@@ -49,6 +51,7 @@ func startCeiling(ctx context.Context, nodes, groups int) (_ *ceiling, err error
 		return nil, err
 	}
 	c := &ceiling{dir: dir}
+	c.commandTarget.apply = c.apply
 	defer func() {
 		if err != nil {
 			c.close()
@@ -190,39 +193,6 @@ func deadlineOr(ctx context.Context, d time.Duration) time.Time {
 		return t
 	}
 	return time.Now().Add(d)
-}
-
-func (c *ceiling) setup(ctx context.Context, cmds []*pb.Command) error {
-	// Setup is not measured: one entry per merchant.
-	res, err := c.apply(ctx, merchantOf(cmds[0]), cmds...)
-	if err != nil {
-		return err
-	}
-	for i, r := range res {
-		if err := fsm.ResultError(r); err != nil {
-			return fmt.Errorf("command %d: %w", i, err)
-		}
-	}
-	return nil
-}
-
-func (c *ceiling) consult(ctx context.Context, merchant, buyer string) (*pb.Result, error) {
-	cmd := &pb.Command{RequestId: buyer, Body: &pb.Command_Consult{Consult: &pb.Consult{MerchantId: merchant, BuyerId: buyer}}}
-	res, err := c.apply(ctx, merchant, cmd)
-	if err != nil {
-		return nil, err
-	}
-	return res[0], fsm.ResultError(res[0])
-}
-
-func (c *ceiling) end(ctx context.Context, merchant, session string) error {
-	cmd := &pb.Command{RequestId: "end/" + session, Body: &pb.Command_End{End: &pb.End{
-		MerchantId: merchant, SessionId: session, Reason: pb.EndReason_END_REASON_AGENT_ENDED}}}
-	res, err := c.apply(ctx, merchant, cmd)
-	if err != nil {
-		return err
-	}
-	return fsm.ResultError(res[0])
 }
 
 func (c *ceiling) retries() int64 { return c.retried.Load() }

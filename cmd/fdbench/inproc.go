@@ -14,7 +14,6 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/frontdeskhq/frontdesk/fsm"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/shard"
 	"github.com/frontdeskhq/frontdesk/shard/sharedlog"
@@ -28,6 +27,8 @@ import (
 // what the shard layer (batching included) does with concurrent commands,
 // apart from HTTP/2 and Connect.
 type inproc struct {
+	commandTarget // its apply is inproc.propose
+
 	dir     string
 	hosts   []*shard.Host
 	muxes   []*transport.Mux
@@ -41,6 +42,7 @@ func startInproc(ctx context.Context, nodes, shards int, sharedLog bool, linger 
 		return nil, err
 	}
 	p := &inproc{dir: dir, leaders: make([]atomic.Pointer[shard.Group], shards)}
+	p.commandTarget.apply = p.propose
 	defer func() {
 		if err != nil {
 			p.close()
@@ -135,38 +137,6 @@ func (p *inproc) propose(ctx context.Context, merchant string, cmds ...*pb.Comma
 			return nil, err
 		}
 	}
-}
-
-func (p *inproc) setup(ctx context.Context, cmds []*pb.Command) error {
-	res, err := p.propose(ctx, merchantOf(cmds[0]), cmds...)
-	if err != nil {
-		return err
-	}
-	for i, r := range res {
-		if err := fsm.ResultError(r); err != nil {
-			return fmt.Errorf("command %d: %w", i, err)
-		}
-	}
-	return nil
-}
-
-func (p *inproc) consult(ctx context.Context, merchant, buyer string) (*pb.Result, error) {
-	cmd := &pb.Command{RequestId: buyer, Body: &pb.Command_Consult{Consult: &pb.Consult{MerchantId: merchant, BuyerId: buyer}}}
-	res, err := p.propose(ctx, merchant, cmd)
-	if err != nil {
-		return nil, err
-	}
-	return res[0], fsm.ResultError(res[0])
-}
-
-func (p *inproc) end(ctx context.Context, merchant, session string) error {
-	cmd := &pb.Command{RequestId: "end/" + session, Body: &pb.Command_End{End: &pb.End{
-		MerchantId: merchant, SessionId: session, Reason: pb.EndReason_END_REASON_AGENT_ENDED}}}
-	res, err := p.propose(ctx, merchant, cmd)
-	if err != nil {
-		return err
-	}
-	return fsm.ResultError(res[0])
 }
 
 // lastIndexes sums the last log index of every shard's leader: the raft
