@@ -20,6 +20,25 @@ func (f *FSM) session(m *merchant, id string) (*session, *Error) {
 	return s, nil
 }
 
+// actedOn looks up what a command on an open session acts on: the
+// merchant, the session (an ended one is a conflict, an unknown one not
+// found) and, when actor is set, that the session is the actor's agent's
+// (checkActor).
+func (f *FSM) actedOn(merchantID, sessionID, actor string) (*merchant, *session, *Error) {
+	m, err := f.merchant(merchantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := f.session(m, sessionID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkActor(actor, s); err != nil {
+		return nil, nil, err
+	}
+	return m, s, nil
+}
+
 // route maps a consult's attributes to a group: the first matching rule,
 // else the default group.
 func (m *merchant) route(s *pb.Session) (*group, *Error) {
@@ -455,11 +474,7 @@ func outcomeOf(s *session) pb.Outcome {
 }
 
 func (f *FSM) applyEscalate(c *pb.Escalate) (*pb.Result, *Error) {
-	m, err := f.merchant(c.MerchantId)
-	if err != nil {
-		return nil, err
-	}
-	s, err := f.session(m, c.SessionId)
+	m, s, err := f.actedOn(c.MerchantId, c.SessionId, "")
 	if err != nil {
 		return nil, err
 	}
@@ -483,16 +498,9 @@ func (f *FSM) applyEscalate(c *pb.Escalate) (*pb.Result, *Error) {
 }
 
 func (f *FSM) applyTransfer(c *pb.Transfer) (*pb.Result, *Error) {
-	m, err := f.merchant(c.MerchantId)
+	m, s, err := f.actedOn(c.MerchantId, c.SessionId, c.ActorAgentId)
 	if err != nil {
 		return nil, err
-	}
-	s, err := f.session(m, c.SessionId)
-	if err != nil {
-		return nil, err
-	}
-	if e := checkActor(c.ActorAgentId, s); e != nil {
-		return nil, e
 	}
 	if s.State != pb.SessionState_SESSION_STATE_ASSIGNED && s.State != pb.SessionState_SESSION_STATE_QUEUED {
 		return nil, conflict("session_id", "session %q is %s; only ASSIGNED or QUEUED sessions transfer", s.SessionId, s.State)
@@ -538,16 +546,9 @@ func (f *FSM) applyTransfer(c *pb.Transfer) (*pb.Result, *Error) {
 }
 
 func (f *FSM) applyEnd(c *pb.End) (*pb.Result, *Error) {
-	m, err := f.merchant(c.MerchantId)
+	m, s, err := f.actedOn(c.MerchantId, c.SessionId, c.ActorAgentId)
 	if err != nil {
 		return nil, err
-	}
-	s, err := f.session(m, c.SessionId)
-	if err != nil {
-		return nil, err
-	}
-	if e := checkActor(c.ActorAgentId, s); e != nil {
-		return nil, e
 	}
 	if c.Reason == pb.EndReason_END_REASON_BOT_RESOLVED {
 		if s.State != pb.SessionState_SESSION_STATE_BOT {
@@ -561,16 +562,9 @@ func (f *FSM) applyEnd(c *pb.End) (*pb.Result, *Error) {
 }
 
 func (f *FSM) applyFirstReply(c *pb.FirstReply) (*pb.Result, *Error) {
-	m, err := f.merchant(c.MerchantId)
+	m, s, err := f.actedOn(c.MerchantId, c.SessionId, c.ActorAgentId)
 	if err != nil {
 		return nil, err
-	}
-	s, err := f.session(m, c.SessionId)
-	if err != nil {
-		return nil, err
-	}
-	if e := checkActor(c.ActorAgentId, s); e != nil {
-		return nil, e
 	}
 	if s.State != pb.SessionState_SESSION_STATE_ASSIGNED {
 		return nil, conflict("session_id", "session %q is %s; only an agent's session gets a first reply", s.SessionId, s.State)
