@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+	"github.com/frontdeskhq/frontdesk/internal/batchwire"
 )
 
 // MaxBatchCalls is the most calls one Batch RPC carries (the server's
@@ -359,7 +360,7 @@ var (
 // wire error, the way its unary RPC would have returned it.
 func answer(call *pb.BatchCall, r *pb.BatchResult) batchDone {
 	if be := r.GetError(); be != nil {
-		return batchDone{err: batchWireError(be)}
+		return batchDone{err: batchwire.Error(be)}
 	}
 	// The result oneof numbers its responses as the call oneof numbers
 	// its requests.
@@ -374,19 +375,4 @@ func answer(call *pb.BatchCall, r *pb.BatchResult) batchDone {
 		return batchDone{err: connect.NewError(connect.CodeInternal, fmt.Errorf("client: batch call %d answered with result %d", want, got))}
 	}
 	return batchDone{res: r}
-}
-
-// batchWireError rebuilds the Connect error of a BatchError, as received
-// from the server: code, message, details and metadata.
-func batchWireError(be *pb.BatchError) error {
-	ce := connect.NewWireError(connect.Code(be.GetCode()), errors.New(be.GetMessage()))
-	for _, d := range be.GetDetails() {
-		if det, err := connect.NewErrorDetail(d); err == nil {
-			ce.AddDetail(det)
-		}
-	}
-	for k, v := range be.GetMeta() {
-		ce.Meta().Set(k, v)
-	}
-	return ce
 }

@@ -16,10 +16,10 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+	"github.com/frontdeskhq/frontdesk/internal/batchwire"
 )
 
 // fakeCluster is an in-process stand-in for a frontdesk cluster: nodes are
@@ -471,7 +471,7 @@ func (n *fakeNode) Batch(ctx context.Context, r *connect.Request[pb.BatchRequest
 		m := call.ProtoReflect()
 		f := m.WhichOneof(m.Descriptor().Oneofs().ByName("call"))
 		if f == nil {
-			out.Results[i] = batchErrorOf(fieldError(connect.CodeInvalidArgument, "call", "invalid"))
+			out.Results[i] = batchwire.Result(fieldError(connect.CodeInvalidArgument, "call", "invalid"))
 			continue
 		}
 		c := fakeCall{node: n.idx, procedure: batchProcedures[f.Name()], auth: r.Header().Get("Authorization"), batch: -1}
@@ -484,7 +484,7 @@ func (n *fakeNode) Batch(ctx context.Context, r *connect.Request[pb.BatchRequest
 			defer wg.Done()
 			res, err := n.answer(ctx, c)
 			if err != nil {
-				out.Results[i] = batchErrorOf(err)
+				out.Results[i] = batchwire.Result(err)
 				return
 			}
 			br := &pb.BatchResult{}
@@ -498,23 +498,4 @@ func (n *fakeNode) Batch(ctx context.Context, r *connect.Request[pb.BatchRequest
 	}
 	wg.Wait()
 	return connect.NewResponse(out), nil
-}
-
-// batchErrorOf is err as dispatch puts it in a BatchResult.
-func batchErrorOf(err error) *pb.BatchResult {
-	ce := new(connect.Error)
-	if !errors.As(err, &ce) {
-		ce = connect.NewError(connect.CodeInternal, err)
-	}
-	be := &pb.BatchError{Code: uint32(ce.Code()), Message: ce.Message()}
-	for _, d := range ce.Details() {
-		be.Details = append(be.Details, &anypb.Any{TypeUrl: "type.googleapis.com/" + d.Type(), Value: d.Bytes()})
-	}
-	for k, v := range ce.Meta() {
-		if be.Meta == nil {
-			be.Meta = map[string]string{}
-		}
-		be.Meta[k] = v[0]
-	}
-	return &pb.BatchResult{Result: &pb.BatchResult_Error{Error: be}}
 }

@@ -2,18 +2,17 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/frontdeskhq/frontdesk/auth"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+	"github.com/frontdeskhq/frontdesk/internal/batchwire"
 )
 
 // MaxBatchCalls bounds the calls of one DispatchService.Batch; a batch
@@ -108,7 +107,7 @@ func (h *dispatchHandler) Batch(ctx context.Context, req *connect.Request[pb.Bat
 	for i, c := range calls {
 		part, cmd, answer, err := h.s.prepareCall(ctx, i, c, &procs[i])
 		if err != nil {
-			results[i] = batchError(err)
+			results[i] = batchwire.Result(err)
 			continue
 		}
 		var p *shardPart
@@ -183,7 +182,7 @@ func (s *Service) prepareCall(ctx context.Context, i int, c *pb.BatchCall, proce
 // it would have been for each alone.
 func (s *Service) proposePart(ctx context.Context, p *shardPart, results []*pb.BatchResult) {
 	fail := func(err error) {
-		be := batchError(err)
+		be := batchwire.Result(err)
 		for _, i := range p.idx {
 			results[i] = be
 		}
@@ -206,31 +205,9 @@ func (s *Service) proposePart(ctx context.Context, p *shardPart, results []*pb.B
 	for k, i := range p.idx {
 		r, err := s.result(p.shard, res[k])
 		if err != nil {
-			results[i] = batchError(err)
+			results[i] = batchwire.Result(err)
 			continue
 		}
 		results[i] = p.answer[k](r)
 	}
-}
-
-// batchError carries a call's Connect error in its BatchResult: code,
-// message, details and metadata, as a unary call would have sent them.
-func batchError(err error) *pb.BatchResult {
-	ce := new(connect.Error)
-	if !errors.As(err, &ce) {
-		ce = connect.NewError(connect.CodeInternal, err)
-	}
-	be := &pb.BatchError{Code: uint32(ce.Code()), Message: ce.Message()}
-	for _, d := range ce.Details() {
-		be.Details = append(be.Details, &anypb.Any{TypeUrl: "type.googleapis.com/" + d.Type(), Value: d.Bytes()})
-	}
-	for k, v := range ce.Meta() {
-		if len(v) > 0 {
-			if be.Meta == nil {
-				be.Meta = map[string]string{}
-			}
-			be.Meta[k] = v[0]
-		}
-	}
-	return &pb.BatchResult{Result: &pb.BatchResult_Error{Error: be}}
 }
