@@ -175,15 +175,7 @@ func TestProposeWaitsForElection(t *testing.T) {
 		CommitTimeout:      5 * time.Millisecond,
 	}
 	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTiming(timing), shardtest.WithTickInterval(-1), shardtest.WithoutBootstrap())
-	voters := make([]raft.Server, 0, 3)
-	for _, n := range c.Nodes() {
-		voters = append(voters, n.Server())
-	}
-	for _, n := range c.Nodes() {
-		if err := n.Group(0).Bootstrap(voters); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c.Bootstrap(t, 0, c.Nodes())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/frontdeskhq/frontdesk/shard"
 	"github.com/frontdeskhq/frontdesk/shard/shardtest"
 )
@@ -19,15 +17,7 @@ import (
 func TestAddVoterThenRemoveServer(t *testing.T) {
 	t.Parallel()
 	c := shardtest.NewCluster(t, 4, 1, shardtest.WithoutBootstrap(), shardtest.WithTickInterval(-1))
-	var voters []raft.Server
-	for _, n := range c.Nodes()[:3] {
-		voters = append(voters, n.Server())
-	}
-	for _, n := range c.Nodes()[:3] { // every first voter, as a forming cluster does
-		if err := n.Group(0).Bootstrap(voters); err != nil {
-			t.Fatalf("Bootstrap on %s: %v", n.ID, err)
-		}
-	}
+	c.Bootstrap(t, 0, c.Nodes()[:3])
 	setupMerchant(t, c, 0, "m", 0, 1, 100)
 	c.Propose(t, 0, consult("m", "b1"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

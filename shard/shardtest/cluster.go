@@ -100,24 +100,30 @@ func NewCluster(t testing.TB, nodes, shards int, opts ...Option) *Cluster {
 	if !o.bootstrap {
 		return c
 	}
-	voters := make([]raft.Server, len(c.nodes))
-	for i, n := range c.nodes {
-		voters[i] = n.Server()
-	}
-	// Every voter bootstraps with the same configuration, as a forming
-	// cluster does: a replica that starts without state and does not
-	// bootstrap refuses votes until a leader has caught it up.
 	for s := range c.shards {
-		for _, n := range c.nodes {
-			if err := n.Group(s).Bootstrap(voters); err != nil {
-				t.Fatalf("bootstrapping shard %d on %s: %v", s, n.ID, err)
-			}
-		}
+		c.Bootstrap(t, s, c.nodes)
 	}
 	for s := range c.shards {
 		c.WaitForLeader(t, s)
 	}
 	return c
+}
+
+// Bootstrap bootstraps shard s on every one of nodes with all of them as
+// its voters. Every voter bootstraps with the same configuration, as a
+// forming cluster does: a replica that starts without state and does not
+// bootstrap refuses votes until a leader has caught it up.
+func (c *Cluster) Bootstrap(t testing.TB, s uint32, nodes []*Node) {
+	t.Helper()
+	voters := make([]raft.Server, len(nodes))
+	for i, n := range nodes {
+		voters[i] = n.Server()
+	}
+	for _, n := range nodes {
+		if err := n.Group(s).Bootstrap(voters); err != nil {
+			t.Fatalf("bootstrapping shard %d on %s: %v", s, n.ID, err)
+		}
+	}
 }
 
 // start listens on addr and opens a Host with every shard's replica.
