@@ -168,14 +168,20 @@ func StartLocal(t testing.TB, n int, opts Options) *Local {
 		}
 		if t.Failed() {
 			for _, nd := range c.Nodes {
-				b, _ := os.ReadFile(nd.LogPath)
-				t.Logf("---- %s log (%s), last lines:\n%s", nd.ID, nd.LogPath, tail(string(b), 60))
+				t.Logf("---- %s log (%s), last lines:\n%s", nd.ID, nd.LogPath, logTail(nd.LogPath, 60))
 			}
 		}
 	})
 	return c
 }
 
+// logTail is the last lines of the file at path ("" if it cannot be read).
+func logTail(path string, lines int) string {
+	b, _ := os.ReadFile(path)
+	return tail(strings.TrimRight(string(b), "\n"), lines)
+}
+
+// tail is the last lines of s.
 func tail(s string, lines int) string {
 	parts := strings.Split(s, "\n")
 	if len(parts) > lines {
@@ -286,9 +292,13 @@ func (c *Local) WaitReady(timeout time.Duration) {
 				if resp.StatusCode == http.StatusOK {
 					break
 				}
+				err = fmt.Errorf("/readyz: %s", resp.Status)
+			}
+			if !c.Running(i) {
+				c.t.Fatalf("%s exited while waiting for it to be ready; its log, last lines:\n%s", nd.ID, logTail(nd.LogPath, 30))
 			}
 			if time.Now().After(deadline) {
-				c.t.Fatalf("%s not ready after %v (last: %v)", nd.ID, timeout, err)
+				c.t.Fatalf("%s not ready after %v (last: %v); its log, last lines:\n%s", nd.ID, timeout, err, logTail(nd.LogPath, 30))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -306,8 +316,11 @@ func (c *Local) ShardMap(ctx context.Context, i int) (*pb.GetShardMapResponse, e
 }
 
 // LeaderOf returns the index of the node leading a shard, as the running
-// nodes' own replicas report it (-1 if none claims it).
+// nodes' own replicas report it: of several that claim it (a deposed
+// leader that has not heard of its successor yet), the one with the
+// highest term; -1 if none claims it.
 func (c *Local) LeaderOf(ctx context.Context, shard uint32) int {
+	leader, term := -1, uint64(0)
 	for i := range c.Nodes {
 		if !c.Running(i) {
 			continue
@@ -316,9 +329,9 @@ func (c *Local) LeaderOf(ctx context.Context, shard uint32) int {
 		if err != nil || int(shard) >= len(m.ShardInfos) {
 			continue
 		}
-		if m.ShardInfos[shard].LocalState == "Leader" {
-			return i
+		if si := m.ShardInfos[shard]; si.LocalState == "Leader" && (leader < 0 || si.Term > term) {
+			leader, term = i, si.Term
 		}
 	}
-	return -1
+	return leader
 }
