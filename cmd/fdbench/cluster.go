@@ -5,16 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"connectrpc.com/connect"
-
 	"github.com/frontdeskhq/frontdesk/client"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
-	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+	"github.com/frontdeskhq/frontdesk/internal/localnode"
 )
 
 // clusterTarget runs W1 through the Go client against a cluster: one
@@ -140,27 +136,12 @@ func (h *retryCounter) Handle(ctx context.Context, r slog.Record) error {
 func (h *retryCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *retryCounter) WithGroup(string) slog.Handler      { return h }
 
-var plainHTTP = &http.Client{Timeout: 3 * time.Second}
-
-// shardMapOf asks the node at addr for its view of every shard.
-func shardMapOf(ctx context.Context, addr string) (*pb.GetShardMapResponse, error) {
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	cl := frontdeskv1connect.NewClusterServiceClient(plainHTTP, addr)
-	res, err := cl.GetShardMap(ctx, connect.NewRequest(&pb.GetShardMapRequest{}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg, nil
-}
-
 // terms returns each shard's highest term any reachable node reports.
 func terms(ctx context.Context, addrs []string) ([]uint64, error) {
 	var out []uint64
 	var errs []error
 	for _, a := range addrs {
-		m, err := shardMapOf(ctx, a)
+		m, err := localnode.ShardMap(ctx, a)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -183,7 +164,7 @@ func terms(ctx context.Context, addrs []string) ([]uint64, error) {
 func commitSum(ctx context.Context, addrs []string) uint64 {
 	var per []uint64
 	for _, a := range addrs {
-		m, err := shardMapOf(ctx, a)
+		m, err := localnode.ShardMap(ctx, a)
 		if err != nil {
 			continue
 		}

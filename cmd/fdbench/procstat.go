@@ -1,60 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/frontdeskhq/frontdesk/internal/localnode"
 )
-
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times: 100 on
-// every Linux architecture Go supports.
-const clockTicks = 100
-
-// cpuTicks is a process's user plus system CPU time, in clock ticks.
-func cpuTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces;
-	// fields are counted after its closing one. utime and stime are fields
-	// 14 and 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name, want at least 13", pid, len(f))
-	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64)
-	stime, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
-	}
-	return utime + stime, nil
-}
-
-// rssMiB is a process's resident set size (VmRSS) in MiB.
-func rssMiB(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q", pid, rest)
-			}
-			return kb / 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
-}
 
 // procUsage is what fdbench reports per process.
 type procUsage struct {
@@ -78,7 +31,7 @@ type procWatch struct {
 func watchProcs(names []string, pids []int) *procWatch {
 	w := &procWatch{names: names, pids: pids, t0: make([]uint64, len(pids)), ok: make([]bool, len(pids)), at: time.Now()}
 	for i, pid := range pids {
-		t, err := cpuTicks(pid)
+		t, err := localnode.CPUTicks(pid)
 		w.t0[i], w.ok[i] = t, err == nil
 	}
 	return w
@@ -90,12 +43,12 @@ func (w *procWatch) stop() []procUsage {
 	out := make([]procUsage, len(w.pids))
 	for i, pid := range w.pids {
 		u := procUsage{Name: w.names[i], PID: pid}
-		t, err := cpuTicks(pid)
+		t, err := localnode.CPUTicks(pid)
 		if err == nil && w.ok[i] && secs > 0 {
-			u.CPUCores = float64(t-w.t0[i]) / clockTicks / secs
+			u.CPUCores = float64(t-w.t0[i]) / localnode.ClockTicks / secs
 		}
-		rss, err2 := rssMiB(pid)
-		u.RSSMiB = rss
+		rss, err2 := localnode.RSSBytes(pid)
+		u.RSSMiB = float64(rss) / (1 << 20)
 		if err := firstErr(err, err2); err != nil || !w.ok[i] {
 			u.Err = fmt.Sprint("reading /proc: ", err)
 		}

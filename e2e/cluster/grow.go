@@ -13,6 +13,7 @@ import (
 
 	"github.com/frontdeskhq/frontdesk/client"
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
+	"github.com/frontdeskhq/frontdesk/internal/localnode"
 	"github.com/frontdeskhq/frontdesk/node/nodetest"
 )
 
@@ -64,23 +65,10 @@ func (c *Local) AddNode(timeout time.Duration) int {
 // exits, or the deadline passes.
 func (c *Local) waitNodeReady(i int, deadline time.Time) error {
 	nd := c.Nodes[i]
-	for {
-		if !c.Running(i) {
-			return fmt.Errorf("%s exited", nd.ID)
-		}
-		resp, err := httpClient.Get("http://" + nd.APIAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-			err = fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := localnode.WaitReady(context.Background(), &nd.proc, nd.APIAddr, deadline); err != nil {
+		return fmt.Errorf("%s: %w", nd.ID, err)
 	}
+	return nil
 }
 
 // IDs returns the ids of the nodes at the given indexes, or of every

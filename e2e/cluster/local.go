@@ -5,11 +5,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,10 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
-
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
-	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+	"github.com/frontdeskhq/frontdesk/internal/localnode"
 )
 
 var (
@@ -40,12 +37,7 @@ func Binary(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		buildBin = filepath.Join(buildDir, "frontdeskd")
-		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/frontdeskhq/frontdesk/cmd/frontdeskd")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build frontdeskd: %v\n%s", err, out)
-		}
+		buildBin, buildErr = localnode.Build(buildDir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -79,9 +71,8 @@ type Node struct {
 	DataDir                       string
 	APIAddr, RaftAddr, GossipAddr string
 	LogPath                       string
-	cmd                           *exec.Cmd
-	exited                        chan struct{}
-	args                          []string
+	args                          []string // flags
+	proc                          localnode.Proc
 }
 
 // Local is a cluster of frontdeskd processes on 127.0.0.1.
@@ -92,32 +83,15 @@ type Local struct {
 	Nodes []*Node
 }
 
-// handedOut holds the ports freePort returned: the kernel may offer a
-// closed port again at once, and two nodes must not be given the same one.
-var handedOut sync.Map
-
-// freePort reserves a free TCP port on 127.0.0.1 (and checks UDP for gossip).
+// freePort reserves a free TCP port on 127.0.0.1, also free for UDP
+// (gossip), never one handed out before in this process.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if _, dup := handedOut.LoadOrStore(port, true); dup {
-			continue
-		}
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port
+	ports, err := localnode.FreePorts("127.0.0.1", 1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return ports[0]
 }
 
 // StartLocal starts n nodes that form a cluster with --bootstrap-expect=n.
@@ -168,75 +142,32 @@ func StartLocal(t testing.TB, n int, opts Options) *Local {
 		}
 		if t.Failed() {
 			for _, nd := range c.Nodes {
-				t.Logf("---- %s log (%s), last lines:\n%s", nd.ID, nd.LogPath, logTail(nd.LogPath, 60))
+				t.Logf("---- %s log (%s), last lines:\n%s", nd.ID, nd.LogPath, localnode.Tail(nd.LogPath, 60))
 			}
 		}
 	})
 	return c
 }
 
-// logTail is the last lines of the file at path ("" if it cannot be read).
-func logTail(path string, lines int) string {
-	b, _ := os.ReadFile(path)
-	return tail(strings.TrimRight(string(b), "\n"), lines)
-}
-
 // tail is the last lines of s.
-func tail(s string, lines int) string {
-	parts := strings.Split(s, "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return strings.Join(parts, "\n")
-}
+func tail(s string, lines int) string { return localnode.TailString(s, lines) }
 
 // Start starts (or restarts) node i with its data dir and ports.
 func (c *Local) Start(i int) {
 	c.t.Helper()
 	nd := c.Nodes[i]
-	if nd.cmd != nil {
-		select {
-		case <-nd.exited:
-		default:
-			c.t.Fatalf("%s is already running", nd.ID)
-		}
-	}
-	logf, err := os.OpenFile(nd.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	argv := append([]string{c.bin}, nd.args...)
 	if c.opts.Wrap != nil {
 		argv = append(c.opts.Wrap(i), argv...)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	nd.proc.Argv, nd.proc.LogPath = argv, nd.LogPath
+	if err := nd.proc.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", nd.ID, err)
 	}
-	nd.cmd = cmd
-	nd.exited = make(chan struct{})
-	go func(exited chan struct{}) {
-		_ = cmd.Wait()
-		logf.Close()
-		close(exited)
-	}(nd.exited)
 }
 
 // Running reports whether node i's process is alive.
-func (c *Local) Running(i int) bool {
-	nd := c.Nodes[i]
-	if nd.cmd == nil {
-		return false
-	}
-	select {
-	case <-nd.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (c *Local) Running(i int) bool { return c.Nodes[i].proc.Running() }
 
 // Kill sends SIGKILL to node i and waits for it to exit.
 func (c *Local) Kill(i int) { c.signal(i, syscall.SIGKILL, 10*time.Second) }
@@ -245,24 +176,14 @@ func (c *Local) Kill(i int) { c.signal(i, syscall.SIGKILL, 10*time.Second) }
 func (c *Local) Stop(i int) { c.signal(i, syscall.SIGTERM, 40*time.Second) }
 
 // Pause stops node i with SIGSTOP; Resume continues it.
-func (c *Local) Pause(i int) { _ = c.Nodes[i].cmd.Process.Signal(syscall.SIGSTOP) }
+func (c *Local) Pause(i int) { _ = c.Nodes[i].proc.Send(syscall.SIGSTOP) }
 
 // Resume continues a paused node.
-func (c *Local) Resume(i int) { _ = c.Nodes[i].cmd.Process.Signal(syscall.SIGCONT) }
+func (c *Local) Resume(i int) { _ = c.Nodes[i].proc.Send(syscall.SIGCONT) }
 
 func (c *Local) signal(i int, sig syscall.Signal, wait time.Duration) {
-	nd := c.Nodes[i]
-	if !c.Running(i) {
-		return
-	}
-	_ = nd.cmd.Process.Signal(syscall.SIGCONT) // a paused process must run to die cleanly
-	_ = nd.cmd.Process.Signal(sig)
-	select {
-	case <-nd.exited:
-	case <-time.After(wait):
-		_ = nd.cmd.Process.Kill()
-		<-nd.exited
-		c.t.Errorf("%s did not exit within %v of %v", nd.ID, wait, sig)
+	if err := c.Nodes[i].proc.Signal(sig, wait); err != nil {
+		c.t.Errorf("%s %v", c.Nodes[i].ID, err)
 	}
 }
 
@@ -275,9 +196,8 @@ func (c *Local) APIAddrs() []string {
 	return out
 }
 
-var httpClient = &http.Client{Timeout: 3 * time.Second}
-
-// WaitReady waits until every running node answers /readyz with 200.
+// WaitReady waits until every running node answers /readyz with 200. A
+// node that exits meanwhile fails the test at once, with its log.
 func (c *Local) WaitReady(timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -285,34 +205,18 @@ func (c *Local) WaitReady(timeout time.Duration) {
 		if !c.Running(i) {
 			continue
 		}
-		for {
-			resp, err := httpClient.Get("http://" + nd.APIAddr + "/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-				err = fmt.Errorf("/readyz: %s", resp.Status)
-			}
-			if !c.Running(i) {
-				c.t.Fatalf("%s exited while waiting for it to be ready; its log, last lines:\n%s", nd.ID, logTail(nd.LogPath, 30))
-			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("%s not ready after %v (last: %v); its log, last lines:\n%s", nd.ID, timeout, err, logTail(nd.LogPath, 30))
-			}
-			time.Sleep(100 * time.Millisecond)
+		switch err := localnode.WaitReady(context.Background(), &nd.proc, nd.APIAddr, deadline); {
+		case errors.Is(err, localnode.ErrExited):
+			c.t.Fatalf("%s exited while waiting for it to be ready; its log, last lines:\n%s", nd.ID, localnode.Tail(nd.LogPath, 30))
+		case err != nil:
+			c.t.Fatalf("%s not ready after %v (last: %v); its log, last lines:\n%s", nd.ID, timeout, err, localnode.Tail(nd.LogPath, 30))
 		}
 	}
 }
 
 // ShardMap asks node i for the shard map.
 func (c *Local) ShardMap(ctx context.Context, i int) (*pb.GetShardMapResponse, error) {
-	cl := frontdeskv1connect.NewClusterServiceClient(httpClient, "http://"+c.Nodes[i].APIAddr)
-	res, err := cl.GetShardMap(ctx, connect.NewRequest(&pb.GetShardMapRequest{}))
-	if err != nil {
-		return nil, err
-	}
-	return res.Msg, nil
+	return localnode.ShardMap(ctx, c.Nodes[i].APIAddr)
 }
 
 // LeaderOf returns the index of the node leading a shard, as the running
@@ -320,18 +224,11 @@ func (c *Local) ShardMap(ctx context.Context, i int) (*pb.GetShardMapResponse, e
 // leader that has not heard of its successor yet), the one with the
 // highest term; -1 if none claims it.
 func (c *Local) LeaderOf(ctx context.Context, shard uint32) int {
-	leader, term := -1, uint64(0)
-	for i := range c.Nodes {
-		if !c.Running(i) {
-			continue
-		}
-		m, err := c.ShardMap(ctx, i)
-		if err != nil || int(shard) >= len(m.ShardInfos) {
-			continue
-		}
-		if si := m.ShardInfos[shard]; si.LocalState == "Leader" && (leader < 0 || si.Term > term) {
-			leader, term = i, si.Term
+	apis := make([]string, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		if c.Running(i) {
+			apis[i] = nd.APIAddr
 		}
 	}
-	return leader
+	return localnode.LeaderOf(ctx, apis, shard)
 }
