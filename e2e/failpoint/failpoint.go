@@ -91,12 +91,25 @@ func (e *Env) injection(kind string, shard uint32, nodes ...int) *Injection {
 	return in
 }
 
-// leader finds the shard's leader to act on.
+// leader finds the shard's leader to act on, waiting up to
+// electionTimeout for one: the cluster was healthy a moment ago, but a
+// leadership hand-over may have begun since (the placement spreads leaders
+// again once a node is back from the previous fault), and during it no node
+// leads the shard.
 func (e *Env) leader(ctx context.Context, shard uint32) (int, error) {
-	if l := e.Leader(ctx, shard); l >= 0 {
-		return l, nil
+	deadline := time.Now().Add(electionTimeout)
+	for {
+		if l := e.Leader(ctx, shard); l >= 0 {
+			return l, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return -1, fmt.Errorf("%w (shard %d, %v)", errNoLeader, shard, electionTimeout)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	return -1, fmt.Errorf("%w (shard %d)", errNoLeader, shard)
 }
 
 // KillLeader SIGKILLs the shard's leader, waits until another node leads,
