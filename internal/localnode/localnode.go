@@ -158,15 +158,15 @@ func (p *Proc) Send(sig syscall.Signal) error {
 	return p.cmd.Process.Signal(sig)
 }
 
-// Signal sends sig — after SIGCONT, since a stopped process must run to
-// act on it — and waits up to wait for the process to exit. If it has not
-// by then, it is killed and Signal says so. It does nothing if the process
-// is not running.
+// Signal sends sig — after SIGCONT (on Unix), since a stopped process
+// must run to act on it — and waits up to wait for the process to exit. If
+// it has not by then, it is killed and Signal says so. It does nothing if
+// the process is not running.
 func (p *Proc) Signal(sig syscall.Signal, wait time.Duration) error {
 	if !p.Running() {
 		return nil
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	resume(p.cmd.Process)
 	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.exited:
