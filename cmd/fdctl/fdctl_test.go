@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,23 +82,29 @@ func TestFdctl(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		out := mustFdctl(t, addrs, "status")
 		contains(t, "status", out, "node1", "node2", "node3", "alive", "settled", "VOTERS (LAG)")
-		var v statusView
-		if err := json.Unmarshal([]byte(mustFdctl(t, addrs, "status", "--json")), &v); err != nil {
-			t.Fatal(err)
-		}
-		if len(v.Nodes) != 3 || len(v.Shards) != 4 {
-			t.Fatalf("status --json: %d nodes, %d shards; want 3 and 4", len(v.Nodes), len(v.Shards))
-		}
-		for _, s := range v.Shards {
-			if len(s.Voters) != 3 || len(s.Lag) != 3 || !s.Settled || s.Leader == "" {
-				t.Fatalf("shard %+v: want a leader, 3 voters with a lag each, settled", s)
+		// Placement may still be handing leaderships over (it spreads them
+		// once the cluster has formed), and during a hand-over a shard has
+		// no leader: ask again until status shows every shard led.
+		nodetest.Eventually(t, 20*time.Second, func() error {
+			var v statusView
+			if err := json.Unmarshal([]byte(mustFdctl(t, addrs, "status", "--json")), &v); err != nil {
+				t.Fatal(err)
 			}
-		}
-		for _, n := range v.Nodes {
-			if !n.Reachable || n.Replicas != 4 {
-				t.Fatalf("node %+v: want reachable with 4 replicas", n)
+			if len(v.Nodes) != 3 || len(v.Shards) != 4 {
+				t.Fatalf("status --json: %d nodes, %d shards; want 3 and 4", len(v.Nodes), len(v.Shards))
 			}
-		}
+			for _, n := range v.Nodes {
+				if !n.Reachable || n.Replicas != 4 {
+					t.Fatalf("node %+v: want reachable with 4 replicas", n)
+				}
+			}
+			for _, s := range v.Shards {
+				if len(s.Voters) != 3 || len(s.Lag) != 3 || !s.Settled || s.Leader == "" {
+					return fmt.Errorf("shard %+v: want a leader, 3 voters with a lag each, settled", s)
+				}
+			}
+			return nil
+		})
 	})
 
 	file := filepath.Join(t.TempDir(), "shops.yaml")
