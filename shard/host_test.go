@@ -8,8 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,8 +23,13 @@ import (
 // TestCloseLeavesNoGoroutines runs a cluster, writes, closes it, and checks
 // that every goroutine the shards started has exited. Not parallel: it
 // counts the process's goroutines.
+//
+// One kind may stay, as shard/DESIGN.md ("Waiting") says: a batcher's wait
+// on a raft future that raft never answers because it shut down with the
+// entry committed but not applied (here, a tick in flight at Close). Those
+// are counted apart; any other goroutine left fails the test.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
-	base := runtime.NumGoroutine()
+	base, _, _ := goroutines()
 	c := shardtest.NewCluster(t, 3, 2, shardtest.WithTickInterval(10*time.Millisecond))
 	for s := range c.Shards() {
 		setupMerchant(t, c, s, "m", 0, 1, 5)
@@ -34,14 +39,39 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base {
+	for {
+		all, unanswered, dump := goroutines()
+		if all-unanswered <= base {
+			if unanswered > 0 {
+				t.Logf("%d goroutines wait on raft futures raft shut down without answering", unanswered)
+			}
+			return
+		}
 		if time.Now().After(deadline) {
-			var buf bytes.Buffer
-			pprof.Lookup("goroutine").WriteTo(&buf, 1)
-			t.Fatalf("%d goroutines still running after Close, want at most %d as before:\n%s", runtime.NumGoroutine(), base, buf.String())
+			t.Fatalf("%d goroutines still running after Close (%d of them waiting on futures raft will not answer), want at most %d as before:\n%s",
+				all, unanswered, base, dump)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// goroutines counts the process's goroutines and, among them, the batcher's
+// waits on a raft future (shard.(*batcher).send's goroutine blocked in the
+// future's Error); dump is every goroutine's stack.
+func goroutines() (all, unanswered int, dump string) {
+	var buf bytes.Buffer
+	pprof.Lookup("goroutine").WriteTo(&buf, 2) // one stack per goroutine, blank-line separated
+	dump = buf.String()
+	for _, g := range strings.Split(dump, "\n\n") {
+		if !strings.HasPrefix(g, "goroutine ") {
+			continue
+		}
+		all++
+		if strings.Contains(g, "raft.(*deferError).Error") && strings.Contains(g, "shard.(*batcher).send.func") {
+			unanswered++
+		}
+	}
+	return all, unanswered, dump
 }
 
 func TestHostBootstrapAndHasState(t *testing.T) {
