@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/frontdeskhq/frontdesk/internal/localnode"
 )
 
 // ComposeDriver runs node1..node3 of the repository's docker-compose.yml
@@ -113,7 +115,7 @@ func StartCompose(t testing.TB, opts ComposeOptions) *ComposeDriver {
 		if t.Failed() {
 			for i, nd := range d.nodes {
 				b, _ := d.Log(i)
-				t.Logf("---- %s log (container %s), last lines:\n%s", nd.id, nd.container, tail(string(b), 60))
+				t.Logf("---- %s log (container %s), last lines:\n%s", nd.id, nd.container, localnode.TailString(string(b), 60))
 			}
 		}
 		if err := d.compose.Down(ctx); err != nil {

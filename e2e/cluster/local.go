@@ -149,9 +149,6 @@ func StartLocal(t testing.TB, n int, opts Options) *Local {
 	return c
 }
 
-// tail is the last lines of s.
-func tail(s string, lines int) string { return localnode.TailString(s, lines) }
-
 // Start starts (or restarts) node i with its data dir and ports.
 func (c *Local) Start(i int) {
 	c.t.Helper()

@@ -27,6 +27,7 @@ import (
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"
+	"github.com/frontdeskhq/frontdesk/internal/localnode"
 	"github.com/frontdeskhq/frontdesk/internal/testutil"
 	"github.com/frontdeskhq/frontdesk/node"
 )
@@ -308,29 +309,14 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	testutil.Eventually(t, timeout, 50*time.Millisecond, f)
 }
 
-// handedOut holds the ports freeAddr returned.
-var handedOut sync.Map
-
-// freeAddr reserves a loopback port free for TCP and UDP (gossip uses both).
+// freeAddr reserves a loopback port free for TCP and UDP (gossip uses
+// both), never one handed out before in this process (localnode.FreePorts,
+// which e2e's process clusters draw from too).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if _, dup := handedOut.LoadOrStore(port, true); dup {
-			continue // the kernel may offer a port it just gave us again
-		}
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ports, err := localnode.FreePorts("127.0.0.1", 1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return ""
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 }
