@@ -1,7 +1,9 @@
 package fsm
 
 import (
-	"sort"
+	"bytes"
+	"hash/maphash"
+	"slices"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
@@ -9,109 +11,207 @@ import (
 // dedupTable remembers the results of recent commands by (merchant,
 // request id), in two generations so that forgetting costs nothing per
 // entry: when the current generation holds half of MaxDedup entries it
-// becomes the older one and the previous older one is dropped whole (its map
-// is cleared and reused, so a steady stream allocates nothing here); the
+// becomes the older one and the previous older one is dropped whole; the
 // older generation is also dropped once its newest entry is older than the
 // time window. So a request id is remembered for at least
 // min(DedupWindowMs of log time, MaxDedup/2 − 1 later commands), and the table
 // never holds more than MaxDedup entries.
+//
+// A generation holds no pointers the garbage collector has to follow per
+// entry: keys and encoded results are bytes in one arena, entries are
+// values in one slice, and the index maps a hash of the key to an entry
+// (a map of integers, which the collector does not scan). A shard's table
+// holds up to 100,000 entries and a node holds a table per shard, so with
+// strings and byte slices per entry (as before) the collector followed
+// millions of pointers per cycle (BENCHMARKS.md, "The de-dup table without
+// pointers").
 type dedupTable struct {
+	seed     maphash.Seed
 	cur, old dedupGen
 }
 
 // dedupKey scopes request ids by merchant, so tenants cannot collide.
 type dedupKey struct{ merchant, request string }
 
-// dedupEntry keeps a result encoded: a few dozen bytes instead of a
-// message of ~180, which matters at a million remembered commands per node
-// (BENCHMARKS.md, capacity). A retry, which is rare, decodes it.
-type dedupEntry struct {
-	timeMs int64
-	result []byte
+// dedupGen is one generation. Its slots and arena are only ever appended
+// to: dropping the generation gives it new ones, so a snapshot's copy of
+// the slice headers (dedupGen.view) stays valid while later commands are
+// applied. index is not part of a view.
+type dedupGen struct {
+	// index maps a key's hash to the newest slot with that hash; slots
+	// with the same hash are chained through dedupSlot.next. Lookups
+	// compare the whole key, so a collision costs a comparison, never a
+	// wrong answer.
+	index  map[uint64]int32
+	slots  []dedupSlot
+	arena  []byte // per slot: merchant id, request id, encoded result
+	newest int64
 }
 
-func encodeResult(r *pb.Result) []byte {
-	b, err := r.MarshalVT()
-	if err != nil {
-		panic("fsm: encoding a result: " + err.Error()) // a bug: every Result encodes
-	}
-	return b
+// dedupSlot is one remembered result: its key and result are
+// arena[off:off+mlen+rlen+reslen]. It keeps the result encoded: a few
+// dozen bytes instead of a message of ~180, which matters at a million
+// remembered commands per node (BENCHMARKS.md, capacity). A retry, which is
+// rare, decodes it.
+type dedupSlot struct {
+	timeMs             int64
+	off                int
+	mlen, rlen, reslen uint32
+	next               int32 // the previous slot with the same hash; -1: none
 }
 
-func (e dedupEntry) decode() *pb.Result {
+func (g *dedupGen) merchant(s *dedupSlot) []byte {
+	return g.arena[s.off : s.off+int(s.mlen)]
+}
+
+func (g *dedupGen) request(s *dedupSlot) []byte {
+	o := s.off + int(s.mlen)
+	return g.arena[o : o+int(s.rlen)]
+}
+
+func (g *dedupGen) result(s *dedupSlot) []byte {
+	o := s.off + int(s.mlen) + int(s.rlen)
+	return g.arena[o : o+int(s.reslen)]
+}
+
+func (g *dedupGen) key(s *dedupSlot) dedupKey {
+	return dedupKey{merchant: string(g.merchant(s)), request: string(g.request(s))}
+}
+
+func (g *dedupGen) decode(s *dedupSlot) *pb.Result {
 	r := &pb.Result{}
-	if err := r.UnmarshalVT(e.result); err != nil {
+	if err := r.UnmarshalVT(g.result(s)); err != nil {
 		panic("fsm: decoding a remembered result: " + err.Error()) // a bug: the bytes are our own
 	}
 	return r
 }
 
-type dedupGen struct {
-	byKey  map[dedupKey]dedupEntry
-	newest int64
-}
-
+// newDedupTable returns an empty table. Its hash seed is random, as every
+// Go map's is: it decides where an entry is kept, never what a lookup
+// answers (keys are compared whole), so replicas still agree.
 func newDedupTable() dedupTable {
-	return dedupTable{cur: dedupGen{byKey: map[dedupKey]dedupEntry{}}, old: dedupGen{byKey: map[dedupKey]dedupEntry{}}}
+	return dedupTable{seed: maphash.MakeSeed(), cur: newDedupGen(0), old: newDedupGen(0)}
 }
 
-func (d *dedupTable) get(key dedupKey) (*pb.Result, bool) {
-	if e, ok := d.cur.byKey[key]; ok {
-		return e.decode(), true
+func newDedupGen(size int) dedupGen {
+	return dedupGen{index: make(map[uint64]int32, size), slots: make([]dedupSlot, 0, size)}
+}
+
+func (d *dedupTable) hash(key dedupKey) uint64 { return maphash.Comparable(d.seed, key) }
+
+// find returns the slot of key in g, or nil.
+func (g *dedupGen) find(h uint64, key dedupKey) *dedupSlot {
+	i, ok := g.index[h]
+	for ok && i >= 0 {
+		s := &g.slots[i]
+		if string(g.merchant(s)) == key.merchant && string(g.request(s)) == key.request {
+			return s
+		}
+		i = s.next
 	}
-	if e, ok := d.old.byKey[key]; ok {
-		return e.decode(), true
+	return nil
+}
+
+// get returns the result remembered for key, whose hash is h (d.hash).
+func (d *dedupTable) get(h uint64, key dedupKey) (*pb.Result, bool) {
+	if s := d.cur.find(h, key); s != nil {
+		return d.cur.decode(s), true
+	}
+	if s := d.old.find(h, key); s != nil {
+		return d.old.decode(s), true
 	}
 	return nil, false
 }
 
-func (g *dedupGen) put(key dedupKey, now int64, r *pb.Result) {
-	g.byKey[key] = dedupEntry{timeMs: now, result: encodeResult(r)}
+// put appends key's result; the key must not be in g already.
+func (g *dedupGen) put(h uint64, key dedupKey, now int64, r *pb.Result) {
+	size := r.SizeVT()
+	off := len(g.arena)
+	g.arena = append(g.arena, key.merchant...)
+	g.arena = append(g.arena, key.request...)
+	g.arena = slices.Grow(g.arena, size)
+	n := len(g.arena)
+	g.arena = g.arena[:n+size]
+	if _, err := r.MarshalToSizedBufferVT(g.arena[n:]); err != nil {
+		panic("fsm: encoding a result: " + err.Error()) // a bug: every Result encodes
+	}
+	next, ok := g.index[h]
+	if !ok {
+		next = -1
+	}
+	g.index[h] = int32(len(g.slots))
+	g.slots = append(g.slots, dedupSlot{timeMs: now, off: off,
+		mlen: uint32(len(key.merchant)), rlen: uint32(len(key.request)), reslen: uint32(size), next: next})
 	g.newest = max(g.newest, now)
 }
 
+// drop empties g. Its slots and arena are let go rather than reused, so
+// that a snapshot's view of them stays valid; the new ones start at the
+// old one's length, as the generation will likely fill again.
 func (g *dedupGen) drop() {
-	clear(g.byKey)
+	clear(g.index)
+	g.slots = make([]dedupSlot, 0, len(g.slots))
+	g.arena = make([]byte, 0, len(g.arena))
 	g.newest = 0
 }
 
-// put remembers a result; max is the table's MaxDedup.
-func (d *dedupTable) put(key dedupKey, now int64, r *pb.Result, max int) {
-	d.cur.put(key, now, r)
-	if len(d.cur.byKey) >= max/2 {
+// view is a copy of g that later puts and drops of g do not change.
+func (g *dedupGen) view() dedupGen {
+	return dedupGen{slots: g.slots[:len(g.slots):len(g.slots)], arena: g.arena[:len(g.arena):len(g.arena)], newest: g.newest}
+}
+
+// put remembers a result for a key in neither generation, whose hash is h;
+// max is the table's MaxDedup.
+func (d *dedupTable) put(h uint64, key dedupKey, now int64, r *pb.Result, max int) {
+	d.cur.put(h, key, now, r)
+	if len(d.cur.slots) >= max/2 {
 		d.cur, d.old = d.old, d.cur
 		d.cur.drop()
 	}
 }
 
+// restore adds a snapshot's record to the older or the current generation.
+func (d *dedupTable) restore(key dedupKey, now int64, r *pb.Result, older bool) {
+	g := &d.cur
+	if older {
+		g = &d.old
+	}
+	g.put(d.hash(key), key, now, r)
+}
+
 // expire drops the older generation once all of it is older than cutoff.
 func (d *dedupTable) expire(cutoff int64) {
-	if len(d.old.byKey) > 0 && d.old.newest < cutoff {
+	if len(d.old.slots) > 0 && d.old.newest < cutoff {
 		d.old.drop()
 	}
 }
 
-func (d *dedupTable) len() int { return len(d.cur.byKey) + len(d.old.byKey) }
+func (d *dedupTable) len() int { return len(d.cur.slots) + len(d.old.slots) }
 
-// each calls fn for every entry, older generation first, each generation
-// sorted by key (map order never leaks).
-func (d *dedupTable) each(fn func(key dedupKey, e dedupEntry, older bool) error) error {
+// dedupEach calls fn for every entry of the generations old and cur (views
+// or live), old first, each generation sorted by key: a snapshot does not
+// depend on the order entries were added in (a restored replica adds them
+// in key order, the others in log order).
+func dedupEach(old, cur *dedupGen, fn func(key dedupKey, timeMs int64, result []byte, older bool) error) error {
 	for _, g := range []struct {
 		gen   *dedupGen
 		older bool
-	}{{&d.old, true}, {&d.cur, false}} {
-		keys := make([]dedupKey, 0, len(g.gen.byKey))
-		for k := range g.gen.byKey {
-			keys = append(keys, k)
+	}{{old, true}, {cur, false}} {
+		order := make([]int32, len(g.gen.slots))
+		for i := range order {
+			order[i] = int32(i)
 		}
-		sort.Slice(keys, func(i, j int) bool {
-			if keys[i].merchant != keys[j].merchant {
-				return keys[i].merchant < keys[j].merchant
+		slots := g.gen.slots
+		slices.SortFunc(order, func(a, b int32) int {
+			sa, sb := &slots[a], &slots[b]
+			if c := bytes.Compare(g.gen.merchant(sa), g.gen.merchant(sb)); c != 0 {
+				return c
 			}
-			return keys[i].request < keys[j].request
+			return bytes.Compare(g.gen.request(sa), g.gen.request(sb))
 		})
-		for _, k := range keys {
-			if err := fn(k, g.gen.byKey[k], g.older); err != nil {
+		for _, i := range order {
+			s := &slots[i]
+			if err := fn(g.gen.key(s), s.timeMs, g.gen.result(s), g.older); err != nil {
 				return err
 			}
 		}

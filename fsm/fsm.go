@@ -20,7 +20,8 @@ type Config struct {
 	// Shard is the shard's number; it is part of every session id.
 	Shard uint32
 	// MaxDedup bounds the request ids remembered for de-duplication (default
-	// 100,000; at least 2). See dedupTable for what is guaranteed.
+	// 100,000; at least 2, at most 2^30). See dedupTable for what is
+	// guaranteed.
 	MaxDedup int
 	// DedupWindowMs forgets request ids older than this much log time (default 10 min).
 	DedupWindowMs int64
@@ -34,7 +35,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxDedup <= 0 {
 		c.MaxDedup = 100_000
 	}
-	c.MaxDedup = max(c.MaxDedup, 2)
+	c.MaxDedup = min(max(c.MaxDedup, 2), 1<<30) // a generation's slots are numbered by int32
 	if c.DedupWindowMs <= 0 {
 		c.DedupWindowMs = 10 * 60 * 1000
 	}
@@ -162,8 +163,10 @@ func (f *FSM) applyCommand(c *pb.Command) *pb.Result {
 		now = c.TimeUnixMs
 	}
 	key := dedupKey{merchant: commandMerchant(c), request: c.RequestId}
+	var h uint64
 	if c.RequestId != "" {
-		if r, ok := f.dedup.get(key); ok {
+		h = f.dedup.hash(key)
+		if r, ok := f.dedup.get(h, key); ok {
 			return r
 		}
 	}
@@ -174,7 +177,7 @@ func (f *FSM) applyCommand(c *pb.Command) *pb.Result {
 	}
 	f.now = now
 	if c.RequestId != "" {
-		f.dedup.put(key, now, r, f.cfg.MaxDedup)
+		f.dedup.put(h, key, now, r, f.cfg.MaxDedup)
 	}
 	f.dedup.expire(now - f.cfg.DedupWindowMs)
 	return r

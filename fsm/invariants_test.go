@@ -503,19 +503,37 @@ func checkShard(f *FSM) error {
 	}
 	for gi, gen := range []*dedupGen{&f.dedup.old, &f.dedup.cur} {
 		var newest int64
-		for k, e := range gen.byKey {
-			if gi == 0 {
-				if _, dup := f.dedup.cur.byKey[k]; dup {
-					return fmt.Errorf("dedup: key %v is in both generations", k)
-				}
+		seen := make(map[dedupKey]bool, len(gen.slots))
+		for i := range gen.slots {
+			s := &gen.slots[i]
+			k := gen.key(s)
+			if seen[k] {
+				return fmt.Errorf("dedup: key %v is twice in generation %d", k, gi)
 			}
-			if e.timeMs > f.now {
-				return fmt.Errorf("dedup: entry %v at %d is after log time %d", k, e.timeMs, f.now)
+			seen[k] = true
+			h := f.dedup.hash(k)
+			if gen.find(h, k) != s {
+				return fmt.Errorf("dedup: key %v of generation %d is not found by its hash", k, gi)
 			}
-			if e.result == nil {
-				return fmt.Errorf("dedup: entry %v has no result", k)
+			if gi == 0 && f.dedup.cur.find(h, k) != nil {
+				return fmt.Errorf("dedup: key %v is in both generations", k)
 			}
-			newest = max(newest, e.timeMs)
+			if s.timeMs > f.now {
+				return fmt.Errorf("dedup: entry %v at %d is after log time %d", k, s.timeMs, f.now)
+			}
+			if err := (&pb.Result{}).UnmarshalVT(gen.result(s)); err != nil {
+				return fmt.Errorf("dedup: entry %v: result: %w", k, err)
+			}
+			newest = max(newest, s.timeMs)
+		}
+		chained := 0
+		for _, i := range gen.index {
+			for ; i >= 0; i = gen.slots[i].next {
+				chained++
+			}
+		}
+		if chained != len(gen.slots) {
+			return fmt.Errorf("dedup: generation %d's index reaches %d slots, it has %d", gi, chained, len(gen.slots))
 		}
 		if gen.newest != newest {
 			return fmt.Errorf("dedup: generation %d says newest %d, its entries' newest is %d", gi, gen.newest, newest)

@@ -674,7 +674,8 @@ func (p *propRun) step() {
 	queued := queuedBefore(f)
 	if j, ok := ge.replays[0]; ok {
 		d := p.g.done[j]
-		if _, ok := f.dedup.get(dedupKey{merchant: commandMerchant(d.cmd), request: d.cmd.RequestId}); !ok {
+		key := dedupKey{merchant: commandMerchant(d.cmd), request: d.cmd.RequestId}
+		if _, ok := f.dedup.get(f.dedup.hash(key), key); !ok {
 			p.fatalf("request %s (applied at %d, %d requests ago) is forgotten at log time %d", d.cmd.RequestId, d.timeMs, p.g.puts-d.put-1, f.now)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 
@@ -71,9 +70,9 @@ func (f *FSM) WriteSnapshot(w io.Writer) error {
 //     A merchant's open sessions are encoded as its session map yields
 //     them, each noted with its id; writeTo puts them in id order, so the
 //     map's order never reaches the snapshot;
-//   - the dedup table's two generations are copied map by map: an entry is
-//     a value whose encoded result is never written again, and the copy
-//     is what later applies (a generation dropped and reused) cannot reach;
+//   - the dedup table's two generations are views (dedupGen.view): their
+//     entries and arena are only appended to, and a dropped generation
+//     gets new ones;
 //   - the event log is a view of its ring, whose blocks later applies only
 //     append to (eventRing).
 //
@@ -84,8 +83,8 @@ type capture struct {
 	head     []byte   // encoded records: header, merchants and sessions, ended sessions
 	spans    []span   // head's records, in head's order
 	sessions [][2]int // runs spans[i:j] of one merchant's sessions, for writeTo to sort by id
-	dedupOld map[dedupKey]dedupEntry
-	dedupCur map[dedupKey]dedupEntry
+	dedupOld dedupGen // views (dedupGen.view)
+	dedupCur dedupGen
 	events   eventRing // a view (eventRing.view)
 }
 
@@ -139,8 +138,8 @@ func (f *FSM) capture() (*capture, error) {
 			return nil, err
 		}
 	}
-	c.dedupOld = maps.Clone(f.dedup.old.byKey)
-	c.dedupCur = maps.Clone(f.dedup.cur.byKey)
+	c.dedupOld = f.dedup.old.view()
+	c.dedupCur = f.dedup.cur.view()
 	c.events = f.events.view()
 	return c, nil
 }
@@ -165,10 +164,13 @@ func (c *capture) writeTo(w io.Writer) error {
 		records++
 		return rw.write(r)
 	}
-	dedup := dedupTable{old: dedupGen{byKey: c.dedupOld}, cur: dedupGen{byKey: c.dedupCur}}
-	err := dedup.each(func(k dedupKey, e dedupEntry, older bool) error {
+	err := dedupEach(&c.dedupOld, &c.dedupCur, func(k dedupKey, timeMs int64, result []byte, older bool) error {
+		res := &pb.Result{}
+		if err := res.UnmarshalVT(result); err != nil {
+			return fmt.Errorf("decoding the remembered result of %v: %w", k, err)
+		}
 		return put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Dedup{Dedup: &pb.DedupRecord{
-			MerchantId: k.merchant, RequestId: k.request, TimeMs: e.timeMs, Result: e.decode(), Older: older}}})
+			MerchantId: k.merchant, RequestId: k.request, TimeMs: timeMs, Result: res, Older: older}}})
 	})
 	if err != nil {
 		return err
@@ -284,11 +286,7 @@ func (f *FSM) readSnapshot(br *bufio.Reader) error {
 				return err
 			}
 		case *pb.SnapshotRecord_Dedup:
-			gen := &f.dedup.cur
-			if r.Dedup.Older {
-				gen = &f.dedup.old
-			}
-			gen.put(dedupKey{merchant: r.Dedup.MerchantId, request: r.Dedup.RequestId}, r.Dedup.TimeMs, r.Dedup.Result)
+			f.dedup.restore(dedupKey{merchant: r.Dedup.MerchantId, request: r.Dedup.RequestId}, r.Dedup.TimeMs, r.Dedup.Result, r.Dedup.Older)
 		case *pb.SnapshotRecord_Event:
 			f.events.push(eventFromProto(r.Event), f.cfg.MaxEvents)
 		default:
