@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -323,6 +324,8 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		"queued in unknown group":   delimited(t, hdr(SnapshotVersion), merchant, sess(pb.SessionState_SESSION_STATE_QUEUED, "g", "")),
 		"assigned to unknown agent": delimited(t, hdr(SnapshotVersion), merchant, sess(pb.SessionState_SESSION_STATE_ASSIGNED, "", "a")),
 		"cut in the length prefix":  append(append([]byte(nil), snap[:len(snap)-1]...), 0x80),
+		"event id over 64 KiB": delimited(t, hdr(SnapshotVersion), &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Event{Event: &pb.Event{
+			Seq: 1, MerchantId: "m", BuyerId: strings.Repeat("b", maxEventID+1)}}}),
 	}
 	for cut := 1; cut < len(snap); cut++ {
 		if !bounds[cut] && (cut < 200 || cut%37 == 0 || len(snap)-cut < 200) {

@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"slices"
+	"unsafe"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
@@ -11,8 +12,9 @@ import (
 // reader must resynchronise from a full read of the state.
 var ErrCompacted = errors.New("fsm: events compacted")
 
-// event is one entry of the event log, stored by value in a ring (see
-// eventRing); readers get *pb.Event copies.
+// event is one entry of the event log, as it is pushed to and read from
+// the ring (see eventRing, which keeps it in another form); readers get
+// *pb.Event copies.
 type event struct {
 	seq, index   uint64
 	timeMs       int64
@@ -48,37 +50,118 @@ func eventFromProto(p *pb.Event) event {
 // (view) stays valid while later events are pushed — a snapshot is written
 // from one beside new applies — and emitting allocates one block per
 // eventBlock events.
+//
+// The ring holds no pointer per event: an event's ids are bytes in its
+// block's arena (storedEvent), so the garbage collector, which scanned
+// five strings per event (a node keeps up to MaxEvents per shard), skips
+// the blocks. Arena bytes are never written again once appended (the
+// arena only grows, into a new array when full), so the strings at
+// returns may point into it.
 type eventRing struct {
-	blocks [][]event // each with capacity eventBlock; all full but the last
-	start  int       // index of the oldest event in blocks[0]
+	blocks []eventChunk // all full but the last
+	start  int          // index of the oldest event in blocks[0]
 	n      int
+}
+
+// eventChunk is one block of an eventRing.
+type eventChunk struct {
+	events []storedEvent // capacity eventBlock
+	arena  []byte        // the events' ids, appended in event order
+}
+
+// storedEvent is an event as the ring keeps it: its ids are
+// arena[off:off+sum(lens)] of its chunk, in the order merchant, session,
+// buyer, agent, group.
+type storedEvent struct {
+	seq, index   uint64
+	timeMs       int64
+	off          uint32
+	lens         [5]uint16
+	kind         pb.EventKind
+	state        pb.SessionState
+	reason       pb.EndReason
+	agentStatus  pb.AgentStatus
+	surge        pb.SurgeLevel
+	compensation bool
 }
 
 // eventBlock is how many events a block of an eventRing holds.
 const eventBlock = 1024
 
+// maxEventID is the longest id an event can keep (storedEvent.lens);
+// commands' ids are at most MaxIDLen.
+const maxEventID = 1<<16 - 1
+
+// eventIDsFit reports whether e's ids can be kept in the ring.
+func eventIDsFit(e *event) bool {
+	for _, id := range [...]string{e.merchant, e.session, e.buyer, e.agent, e.group} {
+		if len(id) > maxEventID {
+			return false
+		}
+	}
+	return true
+}
+
 func (r *eventRing) push(e event, bound int) {
 	last := len(r.blocks) - 1
-	if last < 0 || len(r.blocks[last]) == eventBlock {
-		r.blocks = append(r.blocks, make([]event, 0, eventBlock))
+	if last < 0 || len(r.blocks[last].events) == eventBlock {
+		r.blocks = append(r.blocks, eventChunk{events: make([]storedEvent, 0, eventBlock), arena: make([]byte, 0, eventBlock*48)})
 		last++
 	}
-	r.blocks[last] = append(r.blocks[last], e)
+	c := &r.blocks[last]
+	se := storedEvent{seq: e.seq, index: e.index, timeMs: e.timeMs, off: uint32(len(c.arena)),
+		kind: e.kind, state: e.state, reason: e.reason, agentStatus: e.agentStatus, surge: e.surge,
+		compensation: e.compensation}
+	for i, id := range [...]string{e.merchant, e.session, e.buyer, e.agent, e.group} {
+		if len(id) > maxEventID {
+			panic("fsm: an event id over 65535 bytes") // a bug: ids are validated (eventIDsFit on restore)
+		}
+		se.lens[i] = uint16(len(id))
+		c.arena = append(c.arena, id...)
+	}
+	c.events = append(c.events, se)
 	r.n++
 	for r.n > bound {
 		r.start++
 		r.n--
 		if r.start == eventBlock {
-			r.blocks[0] = nil
+			r.blocks[0] = eventChunk{}
 			r.blocks = r.blocks[1:]
 			r.start = 0
 		}
 	}
 }
 
-func (r *eventRing) at(i int) *event {
+// stored returns the i-th event kept (0 is the oldest) and its chunk.
+func (r *eventRing) stored(i int) (*storedEvent, *eventChunk) {
 	i += r.start
-	return &r.blocks[i/eventBlock][i%eventBlock]
+	c := &r.blocks[i/eventBlock]
+	return &c.events[i%eventBlock], c
+}
+
+// merchantIs reports whether the i-th event kept is merchant's, without
+// building the event.
+func (r *eventRing) merchantIs(i int, merchant string) bool {
+	se, c := r.stored(i)
+	return string(c.arena[se.off:se.off+uint32(se.lens[0])]) == merchant
+}
+
+// at returns the i-th event kept (0 is the oldest); its ids point into the
+// ring's arena, which is never written again.
+func (r *eventRing) at(i int) event {
+	se, c := r.stored(i)
+	var ids [5]string
+	off := se.off
+	for k, n := range se.lens {
+		if n > 0 {
+			ids[k] = unsafe.String(&c.arena[off], int(n))
+		}
+		off += uint32(n)
+	}
+	return event{seq: se.seq, index: se.index, timeMs: se.timeMs,
+		merchant: ids[0], session: ids[1], buyer: ids[2], agent: ids[3], group: ids[4],
+		kind: se.kind, state: se.state, reason: se.reason, agentStatus: se.agentStatus, surge: se.surge,
+		compensation: se.compensation}
 }
 
 func (r *eventRing) len() int { return r.n }
@@ -123,9 +206,10 @@ func (f *FSM) Events(merchant string, after uint64, max int) ([]*pb.Event, uint6
 	var out []*pb.Event
 	next := after
 	for i := int(after + 1 - first); i < n && len(out) < max; i++ {
-		e := f.events.at(i)
-		next = e.seq
-		if merchant == "" || e.merchant == merchant {
+		se, _ := f.events.stored(i)
+		next = se.seq
+		if merchant == "" || f.events.merchantIs(i, merchant) {
+			e := f.events.at(i)
 			out = append(out, e.proto())
 		}
 	}

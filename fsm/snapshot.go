@@ -176,7 +176,8 @@ func (c *capture) writeTo(w io.Writer) error {
 		return err
 	}
 	for i := 0; i < c.events.len(); i++ {
-		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Event{Event: c.events.at(i).proto()}}); err != nil {
+		e := c.events.at(i)
+		if err := put(&pb.SnapshotRecord{Record: &pb.SnapshotRecord_Event{Event: e.proto()}}); err != nil {
 			return err
 		}
 	}
@@ -288,7 +289,11 @@ func (f *FSM) readSnapshot(br *bufio.Reader) error {
 		case *pb.SnapshotRecord_Dedup:
 			f.dedup.restore(dedupKey{merchant: r.Dedup.MerchantId, request: r.Dedup.RequestId}, r.Dedup.TimeMs, r.Dedup.Result, r.Dedup.Older)
 		case *pb.SnapshotRecord_Event:
-			f.events.push(eventFromProto(r.Event), f.cfg.MaxEvents)
+			e := eventFromProto(r.Event)
+			if !eventIDsFit(&e) {
+				return fmt.Errorf("event %d: an id is over %d bytes", e.seq, maxEventID)
+			}
+			f.events.push(e, f.cfg.MaxEvents)
 		default:
 			return fmt.Errorf("unknown snapshot record %T", rec.Record)
 		}
