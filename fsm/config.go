@@ -73,7 +73,7 @@ func (f *FSM) applyUpsertMerchant(c *pb.UpsertMerchant) (*pb.Result, *Error) {
 			}
 		}
 	}
-	f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_MERCHANT_UPSERTED})
+	f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_MERCHANT_UPSERTED}, merchant: m.id})
 	f.updateSurge(m) // a new baseline takes effect at once
 	return okResult(), nil
 }
@@ -90,7 +90,7 @@ func (f *FSM) applyDeleteMerchant(c *pb.DeleteMerchant) (*pb.Result, *Error) {
 	f.endedRing.filter(func(s *session) bool { return s.MerchantId != m.id })
 	delete(f.elevated, m.id)
 	delete(f.merchants, m.id)
-	f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_MERCHANT_DELETED})
+	f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_MERCHANT_DELETED}, merchant: m.id})
 	return okResult(), nil
 }
 
@@ -119,7 +119,7 @@ func (f *FSM) applyUpsertGroup(c *pb.UpsertGroup) (*pb.Result, *Error) {
 			f.drainGroup(m, g)
 		}
 	}
-	f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_GROUP_UPSERTED, group: g.id})
+	f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_GROUP_UPSERTED}, merchant: m.id, group: g.id})
 	return okResult(), nil
 }
 
@@ -151,7 +151,7 @@ func (f *FSM) applyDeleteGroup(c *pb.DeleteGroup) (*pb.Result, *Error) {
 		}
 	}
 	delete(m.groups, g.id)
-	f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_GROUP_DELETED, group: g.id})
+	f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_GROUP_DELETED}, merchant: m.id, group: g.id})
 	return okResult(), nil
 }
 
@@ -196,7 +196,7 @@ func (f *FSM) applyUpsertAgent(c *pb.UpsertAgent) (*pb.Result, *Error) {
 		m.rebuildIndexes(m.groups[gid])
 	}
 	m.reindex(a)
-	f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_AGENT_UPSERTED, agent: a.id, agentStatus: a.status})
+	f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_AGENT_UPSERTED, agentStatus: a.status}, merchant: m.id, agent: a.id})
 	f.drainAgent(m, a)
 	return okResult(), nil
 }
@@ -233,7 +233,7 @@ func (f *FSM) applyDeleteAgent(c *pb.DeleteAgent) (*pb.Result, *Error) {
 			m.rebuildIndexes(g)
 		}
 	}
-	f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_AGENT_DELETED, agent: a.id})
+	f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_AGENT_DELETED}, merchant: m.id, agent: a.id})
 	for _, gid := range sortedKeys(groups) {
 		if g := m.groups[gid]; g != nil {
 			f.drainGroup(m, g)
@@ -256,7 +256,7 @@ func (f *FSM) applySetAgentStatus(c *pb.SetAgentStatus) (*pb.Result, *Error) {
 	}
 	a.status = c.Status
 	m.reindex(a)
-	f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_AGENT_STATUS, agent: a.id, agentStatus: a.status})
+	f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_AGENT_STATUS, agentStatus: a.status}, merchant: m.id, agent: a.id})
 	switch {
 	case a.status == pb.AgentStatus_AGENT_STATUS_ONLINE:
 		f.drainAgent(m, a)

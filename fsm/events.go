@@ -16,13 +16,19 @@ var ErrCompacted = errors.New("fsm: events compacted")
 // the ring (see eventRing, which keeps it in another form); readers get
 // *pb.Event copies.
 type event struct {
+	eventFacts
+	merchant string
+	session  string
+	buyer    string
+	agent    string
+	group    string
+}
+
+// eventFacts is what an event holds besides its ids, the same in both of
+// its forms (event, storedEvent).
+type eventFacts struct {
 	seq, index   uint64
 	timeMs       int64
-	merchant     string
-	session      string
-	buyer        string
-	agent        string
-	group        string
 	kind         pb.EventKind
 	state        pb.SessionState
 	reason       pb.EndReason
@@ -38,9 +44,9 @@ func (e *event) proto() *pb.Event {
 }
 
 func eventFromProto(p *pb.Event) event {
-	return event{seq: p.Seq, index: p.Index, timeMs: p.TimeMs, merchant: p.MerchantId, kind: p.Kind,
-		session: p.SessionId, buyer: p.BuyerId, agent: p.AgentId, group: p.GroupId, state: p.State,
-		reason: p.EndReason, compensation: p.Compensation, agentStatus: p.AgentStatus, surge: p.Surge}
+	return event{eventFacts: eventFacts{seq: p.Seq, index: p.Index, timeMs: p.TimeMs, kind: p.Kind, state: p.State,
+		reason: p.EndReason, compensation: p.Compensation, agentStatus: p.AgentStatus, surge: p.Surge},
+		merchant: p.MerchantId, session: p.SessionId, buyer: p.BuyerId, agent: p.AgentId, group: p.GroupId}
 }
 
 // eventRing keeps the newest events, oldest first, at most a bound of
@@ -73,16 +79,9 @@ type eventChunk struct {
 // arena[off:off+sum(lens)] of its chunk, in the order merchant, session,
 // buyer, agent, group.
 type storedEvent struct {
-	seq, index   uint64
-	timeMs       int64
-	off          uint32
-	lens         [5]uint16
-	kind         pb.EventKind
-	state        pb.SessionState
-	reason       pb.EndReason
-	agentStatus  pb.AgentStatus
-	surge        pb.SurgeLevel
-	compensation bool
+	eventFacts
+	off  uint32
+	lens [5]uint16
 }
 
 // eventBlock is how many events a block of an eventRing holds.
@@ -109,9 +108,7 @@ func (r *eventRing) push(e event, bound int) {
 		last++
 	}
 	c := &r.blocks[last]
-	se := storedEvent{seq: e.seq, index: e.index, timeMs: e.timeMs, off: uint32(len(c.arena)),
-		kind: e.kind, state: e.state, reason: e.reason, agentStatus: e.agentStatus, surge: e.surge,
-		compensation: e.compensation}
+	se := storedEvent{eventFacts: e.eventFacts, off: uint32(len(c.arena))}
 	for i, id := range [...]string{e.merchant, e.session, e.buyer, e.agent, e.group} {
 		if len(id) > maxEventID {
 			panic("fsm: an event id over 65535 bytes") // a bug: ids are validated (eventIDsFit on restore)
@@ -158,10 +155,7 @@ func (r *eventRing) at(i int) event {
 		}
 		off += uint32(n)
 	}
-	return event{seq: se.seq, index: se.index, timeMs: se.timeMs,
-		merchant: ids[0], session: ids[1], buyer: ids[2], agent: ids[3], group: ids[4],
-		kind: se.kind, state: se.state, reason: se.reason, agentStatus: se.agentStatus, surge: se.surge,
-		compensation: se.compensation}
+	return event{eventFacts: se.eventFacts, merchant: ids[0], session: ids[1], buyer: ids[2], agent: ids[3], group: ids[4]}
 }
 
 func (r *eventRing) len() int { return r.n }
@@ -184,9 +178,8 @@ func (f *FSM) emit(e event) {
 
 func (f *FSM) sessionEvent(kind pb.EventKind, s *session) {
 	f.emit(event{
-		merchant: s.MerchantId, kind: kind, session: s.SessionId, buyer: s.BuyerId,
-		agent: s.AgentId, group: s.GroupId, state: s.State, reason: s.EndReason,
-		compensation: s.Compensation,
+		eventFacts: eventFacts{kind: kind, state: s.State, reason: s.EndReason, compensation: s.Compensation},
+		merchant:   s.MerchantId, session: s.SessionId, buyer: s.BuyerId, agent: s.AgentId, group: s.GroupId,
 	})
 }
 

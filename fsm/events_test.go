@@ -14,9 +14,9 @@ func TestEventRingViewOutlivesPushes(t *testing.T) {
 	var r eventRing
 	const bound = 2*eventBlock + 100
 	ev := func(i int) event {
-		return event{seq: uint64(i + 1), index: uint64(i), timeMs: int64(i), kind: pb.EventKind(i % 7),
+		return event{eventFacts: eventFacts{seq: uint64(i + 1), index: uint64(i), timeMs: int64(i), kind: pb.EventKind(i % 7), compensation: i%5 == 0},
 			merchant: fmt.Sprint("m", i%13), session: fmt.Sprint("s-", i), buyer: fmt.Sprint("buyer-", i*i),
-			agent: map[bool]string{true: "", false: fmt.Sprint("a", i)}[i%3 == 0], group: "g", compensation: i%5 == 0}
+			agent: map[bool]string{true: "", false: fmt.Sprint("a", i)}[i%3 == 0], group: "g"}
 	}
 	for i := range 3*eventBlock + 17 {
 		r.push(ev(i), bound)

@@ -93,6 +93,6 @@ func (f *FSM) updateSurge(m *merchant) {
 	}
 	if level != m.stats.Surge {
 		m.stats.Surge = level
-		f.emit(event{merchant: m.id, kind: pb.EventKind_EVENT_KIND_SURGE_CHANGED, surge: level})
+		f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_SURGE_CHANGED, surge: level}, merchant: m.id})
 	}
 }
