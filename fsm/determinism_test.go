@@ -353,6 +353,40 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 	}
 }
 
+// TestRestoreRejectsBadEndedSessions: an ended session of a merchant the
+// snapshot does not hold, or one ended twice, is an error; a well-formed
+// one restores (the control).
+func TestRestoreRejectsBadEndedSessions(t *testing.T) {
+	hdr := &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Header{Header: &pb.SnapshotHeader{Version: SnapshotVersion, Shard: 1}}}
+	merchant := &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Merchant{Merchant: &pb.MerchantRecord{MerchantId: "m"}}}
+	ended := func(merchant, id string) *pb.SnapshotRecord {
+		return &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Ended{Ended: &pb.Session{SessionId: id, MerchantId: merchant,
+			BuyerId: "b", State: pb.SessionState_SESSION_STATE_ENDED, EndReason: pb.EndReason_END_REASON_BUYER_LEFT}}}
+	}
+	snapshot := func(recs ...*pb.SnapshotRecord) []byte {
+		end := &pb.SnapshotRecord{Record: &pb.SnapshotRecord_End{End: &pb.SnapshotEnd{Records: uint64(len(recs))}}}
+		return delimited(t, append(recs, end)...)
+	}
+	f := New(Config{Shard: 1})
+	if err := f.ReadSnapshot(bytes.NewReader(snapshot(hdr, merchant, ended("m", "1-1-0"), ended("m", "1-1-1")))); err != nil {
+		t.Fatalf("a well-formed snapshot: %v", err)
+	}
+	if s, err := f.Session("m", "1-1-1"); err != nil || s.State != pb.SessionState_SESSION_STATE_ENDED {
+		t.Fatalf("the restored ended session: %v, %v", s, err)
+	}
+	if err := checkInvariants(f); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"ended session of an unknown merchant": snapshot(hdr, merchant, ended("m2", "1-1-0")),
+		"ended session twice":                  snapshot(hdr, merchant, ended("m", "1-1-0"), ended("m", "1-1-0")),
+	} {
+		if err := f.ReadSnapshot(bytes.NewReader(data)); err == nil {
+			t.Errorf("%s: restored, want an error", name)
+		}
+	}
+}
+
 // TestRestoreCorruptNeverPanics flips bytes all over a real snapshot: the
 // restore may fail or (when the flip lands in a value) succeed, but must
 // never panic, and a failure leaves the FSM empty.

@@ -81,7 +81,7 @@ func checkSessions(f *FSM, m *merchant) error {
 		if m.byBuyer[s.BuyerId] != s {
 			return fmt.Errorf("active session %q (%s) is not buyer %q's active session", id, s.State, s.BuyerId)
 		}
-		if m.ended[id] != nil {
+		if _, ok := m.ended[id]; ok {
 			return fmt.Errorf("session %q is both active and ended", id)
 		}
 		if s.GroupId != "" {
@@ -161,20 +161,20 @@ func checkSessions(f *FSM, m *merchant) error {
 		}
 	}
 	for _, id := range sortedKeys(m.ended) {
-		s := m.ended[id]
+		s := m.endedSession(id)
 		switch {
 		case s.SessionId != id:
 			return fmt.Errorf("ended session %q is filed under %q", s.SessionId, id)
+		case s.MerchantId != m.id:
+			return fmt.Errorf("ended session %q of merchant %q is filed under merchant %q", id, s.MerchantId, m.id)
 		case s.State != pb.SessionState_SESSION_STATE_ENDED:
 			return fmt.Errorf("ended session %q is in state %s", id, s.State)
 		case s.EndReason == pb.EndReason_END_REASON_UNSPECIFIED:
 			return fmt.Errorf("ended session %q has no end reason", id)
-		case s.idleAt != 0 || s.DeadlineMs != 0:
-			return fmt.Errorf("ended session %q keeps timers: idle %d, deadline %d", id, s.idleAt, s.DeadlineMs)
+		case s.DeadlineMs != 0:
+			return fmt.Errorf("ended session %q keeps a wait deadline %d", id, s.DeadlineMs)
 		case m.sessions[id] != nil:
 			return fmt.Errorf("ended session %q is still active", id)
-		case s.prev != nil || s.next != nil:
-			return fmt.Errorf("ended session %q is still linked into an agent's list", id)
 		}
 	}
 	st := m.stats
@@ -471,25 +471,26 @@ func checkShard(f *FSM) error {
 	if f.endedRing.len() > f.cfg.MaxEnded {
 		return fmt.Errorf("%d ended sessions kept, bound %d", f.endedRing.len(), f.cfg.MaxEnded)
 	}
-	inRing := map[*session]bool{}
+	inRing := map[endedKey]bool{}
 	for i := 0; i < f.endedRing.len(); i++ {
-		s := f.endedRing.at(i)
-		m := f.merchants[s.MerchantId]
-		switch {
-		case inRing[s]:
-			return fmt.Errorf("ended session %q is in the ring twice", s.SessionId)
-		case m == nil:
-			return fmt.Errorf("ended session %q of unknown merchant %q is in the ring", s.SessionId, s.MerchantId)
-		case m.ended[s.SessionId] != s:
-			return fmt.Errorf("ended session %q is in the ring but not in its merchant's ended set", s.SessionId)
+		k := f.endedRing.at(i)
+		m := f.merchants[k.merchant]
+		if inRing[k] {
+			return fmt.Errorf("ended session %q is in the ring twice", k.session)
 		}
-		inRing[s] = true
+		if m == nil {
+			return fmt.Errorf("ended session %q of unknown merchant %q is in the ring", k.session, k.merchant)
+		}
+		if _, ok := m.ended[k.session]; !ok {
+			return fmt.Errorf("ended session %q is in the ring but not in its merchant's ended set", k.session)
+		}
+		inRing[k] = true
 	}
 	nEnded := 0
 	for _, m := range f.merchants {
-		for _, s := range m.ended {
-			if !inRing[s] {
-				return fmt.Errorf("ended session %q of merchant %q is not in the ring", s.SessionId, m.id)
+		for id := range m.ended {
+			if !inRing[endedKey{merchant: m.id, session: id}] {
+				return fmt.Errorf("ended session %q of merchant %q is not in the ring", id, m.id)
 			}
 			nEnded++
 		}

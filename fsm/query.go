@@ -96,8 +96,8 @@ func (f *FSM) Session(merchant, sessionID string) (*pb.Session, error) {
 	if s := m.sessions[sessionID]; s != nil {
 		return copySession(&s.Session), nil
 	}
-	if s := m.ended[sessionID]; s != nil {
-		return copySession(&s.Session), nil
+	if s := m.endedSession(sessionID); s != nil {
+		return s, nil
 	}
 	return nil, notFound("session_id", sessionID)
 }

@@ -36,6 +36,16 @@ func appendRecord(b []byte, r *pb.SnapshotRecord) ([]byte, error) {
 	return b, nil
 }
 
+// appendEndedRecord appends the record of an ended session already
+// encoded (merchant.ended): the bytes appendRecord would write for a
+// SnapshotRecord holding it as its ended field, without decoding it.
+func appendEndedRecord(b, session []byte) []byte {
+	n := protowire.SizeTag(endedField) + protowire.SizeBytes(len(session))
+	b = binary.AppendUvarint(b, uint64(n))
+	b = protowire.AppendTag(b, endedField, protowire.BytesType)
+	return protowire.AppendBytes(b, session)
+}
+
 // recordWriter writes length-delimited records through one scratch buffer.
 type recordWriter struct {
 	w       io.Writer

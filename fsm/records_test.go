@@ -178,3 +178,29 @@ func TestSessionRecordsBothWays(t *testing.T) {
 		}
 	}
 }
+
+// An ended session kept encoded is written as the very record
+// appendRecord writes for it.
+func TestEndedRecordsAsAppendRecord(t *testing.T) {
+	f, _ := randomState(t, 11, 400)
+	n := 0
+	for i := 0; i < f.endedRing.len(); i++ {
+		k := f.endedRing.at(i)
+		enc := f.merchants[k.merchant].ended[k.session]
+		s := &pb.Session{}
+		if err := s.UnmarshalVT(enc); err != nil {
+			t.Fatal(err)
+		}
+		want, err := appendRecord([]byte{7}, &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Ended{Ended: s}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendEndedRecord([]byte{7}, enc); !bytes.Equal(got, want) {
+			t.Fatalf("ended session %q: wrote %x, want %x", k.session, got, want)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("the random state has no ended sessions")
+	}
+}

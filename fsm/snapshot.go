@@ -134,9 +134,14 @@ func (f *FSM) capture() (*capture, error) {
 		c.sessions = append(c.sessions, [2]int{first, len(c.spans)})
 	}
 	for i := 0; i < f.endedRing.len(); i++ {
-		if err := put("", &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Ended{Ended: &f.endedRing.at(i).Session}}); err != nil {
-			return nil, err
+		k := f.endedRing.at(i)
+		m := f.merchants[k.merchant]
+		if m == nil {
+			return nil, fmt.Errorf("ended session %q of unknown merchant %q in the ring", k.session, k.merchant)
 		}
+		off := len(c.head)
+		c.head = appendEndedRecord(c.head, m.ended[k.session])
+		c.spans = append(c.spans, span{off: off, end: len(c.head)})
 	}
 	c.dedupOld = f.dedup.old.view()
 	c.dedupCur = f.dedup.cur.view()
@@ -350,10 +355,14 @@ func (f *FSM) restoreMerchant(r *pb.MerchantRecord) *merchant {
 // merchant record read) or, if ended, an ended session of any merchant.
 func (f *FSM) restoreSessionRecord(m *merchant, s *session, ended bool) error {
 	if ended {
-		f.endedRing.push(s)
-		if om := f.merchants[s.MerchantId]; om != nil {
-			om.ended[s.SessionId] = s
+		om := f.merchants[s.MerchantId]
+		if om == nil {
+			return fmt.Errorf("ended session %q of unknown merchant %q", s.SessionId, s.MerchantId)
 		}
+		if _, dup := om.ended[s.SessionId]; dup {
+			return fmt.Errorf("ended session %q twice", s.SessionId)
+		}
+		f.keepEnded(om, s)
 		return nil
 	}
 	if m == nil || s.MerchantId != m.id {
