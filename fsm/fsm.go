@@ -69,7 +69,7 @@ type FSM struct {
 	waits     *btree.BTreeG[timer] // QUEUED sessions with a max-wait deadline
 	idles     *btree.BTreeG[timer] // BOT and ASSIGNED sessions with an idle deadline
 	elevated  map[string]bool      // merchants whose surge level is above normal
-	endedRing fifo[endedKey] // the recently ended sessions, oldest first
+	endedRing fifo[endedKey]       // the recently ended sessions, oldest first
 	dedup     dedupTable
 	events    eventRing
 	notify    chan struct{} // closed and replaced when events are appended

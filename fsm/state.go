@@ -26,7 +26,7 @@ type merchant struct {
 	// key and a byte slice for the garbage collector instead of a
 	// session's dozen pointers.
 	ended map[string][]byte
-	stats    *pb.MerchantStats
+	stats *pb.MerchantStats
 }
 
 // weights are the merchant's effective scoring weights (defaults applied).
