@@ -90,12 +90,10 @@ func (g *dedupGen) decode(s *dedupSlot) *pb.Result {
 // Go map's is: it decides where an entry is kept, never what a lookup
 // answers (keys are compared whole), so replicas still agree.
 func newDedupTable() dedupTable {
-	return dedupTable{seed: maphash.MakeSeed(), cur: newDedupGen(0), old: newDedupGen(0)}
+	return dedupTable{seed: maphash.MakeSeed(), cur: newDedupGen(), old: newDedupGen()}
 }
 
-func newDedupGen(size int) dedupGen {
-	return dedupGen{index: make(map[uint64]int32, size), slots: make([]dedupSlot, 0, size)}
-}
+func newDedupGen() dedupGen { return dedupGen{index: make(map[uint64]int32)} }
 
 func (d *dedupTable) hash(key dedupKey) uint64 { return maphash.Comparable(d.seed, key) }
 

@@ -10,7 +10,7 @@ import (
 
 // Keys whose hashes collide are told apart by comparing them whole.
 func TestDedupCollisionsCompareWholeKeys(t *testing.T) {
-	g := newDedupGen(0)
+	g := newDedupGen()
 	const h = 42 // every key below gets the same hash
 	keys := []dedupKey{{"m1", "r1"}, {"m1", "r2"}, {"m2", "r1"}, {"m1r", "1"}, {"", "m1r1"}}
 	for i, k := range keys {

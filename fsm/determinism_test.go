@@ -285,6 +285,15 @@ func assertEmpty(t testing.TB, what string, f *FSM, cfg Config) {
 	}
 }
 
+// snapshotOf returns recs as a snapshot: delimited, with an end record that
+// counts them, so that a restore reads them all and fails, if it does, for
+// what they hold.
+func snapshotOf(t testing.TB, recs ...*pb.SnapshotRecord) []byte {
+	t.Helper()
+	end := &pb.SnapshotRecord{Record: &pb.SnapshotRecord_End{End: &pb.SnapshotEnd{Records: uint64(len(recs))}}}
+	return delimited(t, append(recs, end)...)
+}
+
 func delimited(t testing.TB, recs ...*pb.SnapshotRecord) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -318,13 +327,13 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		"empty":                     nil,
 		"garbage":                   []byte("this is not a snapshot at all"),
 		"record beyond max size":    protowire.AppendVarint(nil, maxRecordSize+1),
-		"wrong version":             delimited(t, hdr(SnapshotVersion+1)),
-		"no header":                 delimited(t, merchant),
-		"session before merchant":   delimited(t, hdr(SnapshotVersion), sess(pb.SessionState_SESSION_STATE_BOT, "", "")),
-		"queued in unknown group":   delimited(t, hdr(SnapshotVersion), merchant, sess(pb.SessionState_SESSION_STATE_QUEUED, "g", "")),
-		"assigned to unknown agent": delimited(t, hdr(SnapshotVersion), merchant, sess(pb.SessionState_SESSION_STATE_ASSIGNED, "", "a")),
+		"wrong version":             snapshotOf(t, hdr(SnapshotVersion+1)),
+		"no header":                 snapshotOf(t, merchant),
+		"session before merchant":   snapshotOf(t, hdr(SnapshotVersion), sess(pb.SessionState_SESSION_STATE_BOT, "", "")),
+		"queued in unknown group":   snapshotOf(t, hdr(SnapshotVersion), merchant, sess(pb.SessionState_SESSION_STATE_QUEUED, "g", "")),
+		"assigned to unknown agent": snapshotOf(t, hdr(SnapshotVersion), merchant, sess(pb.SessionState_SESSION_STATE_ASSIGNED, "", "a")),
 		"cut in the length prefix":  append(append([]byte(nil), snap[:len(snap)-1]...), 0x80),
-		"event id over 64 KiB": delimited(t, hdr(SnapshotVersion), &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Event{Event: &pb.Event{
+		"event id over 64 KiB": snapshotOf(t, hdr(SnapshotVersion), &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Event{Event: &pb.Event{
 			Seq: 1, MerchantId: "m", BuyerId: strings.Repeat("b", maxEventID+1)}}}),
 	}
 	for cut := 1; cut < len(snap); cut++ {
@@ -359,16 +368,12 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 func TestRestoreRejectsBadEndedSessions(t *testing.T) {
 	hdr := &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Header{Header: &pb.SnapshotHeader{Version: SnapshotVersion, Shard: 1}}}
 	merchant := &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Merchant{Merchant: &pb.MerchantRecord{MerchantId: "m"}}}
-	ended := func(merchant, id string) *pb.SnapshotRecord {
+	endedRec := func(merchant, id string) *pb.SnapshotRecord {
 		return &pb.SnapshotRecord{Record: &pb.SnapshotRecord_Ended{Ended: &pb.Session{SessionId: id, MerchantId: merchant,
 			BuyerId: "b", State: pb.SessionState_SESSION_STATE_ENDED, EndReason: pb.EndReason_END_REASON_BUYER_LEFT}}}
 	}
-	snapshot := func(recs ...*pb.SnapshotRecord) []byte {
-		end := &pb.SnapshotRecord{Record: &pb.SnapshotRecord_End{End: &pb.SnapshotEnd{Records: uint64(len(recs))}}}
-		return delimited(t, append(recs, end)...)
-	}
 	f := New(Config{Shard: 1})
-	if err := f.ReadSnapshot(bytes.NewReader(snapshot(hdr, merchant, ended("m", "1-1-0"), ended("m", "1-1-1")))); err != nil {
+	if err := f.ReadSnapshot(bytes.NewReader(snapshotOf(t, hdr, merchant, endedRec("m", "1-1-0"), endedRec("m", "1-1-1")))); err != nil {
 		t.Fatalf("a well-formed snapshot: %v", err)
 	}
 	if s, err := f.Session("m", "1-1-1"); err != nil || s.State != pb.SessionState_SESSION_STATE_ENDED {
@@ -378,8 +383,8 @@ func TestRestoreRejectsBadEndedSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, data := range map[string][]byte{
-		"ended session of an unknown merchant": snapshot(hdr, merchant, ended("m2", "1-1-0")),
-		"ended session twice":                  snapshot(hdr, merchant, ended("m", "1-1-0"), ended("m", "1-1-0")),
+		"ended session of an unknown merchant": snapshotOf(t, hdr, merchant, endedRec("m2", "1-1-0")),
+		"ended session twice":                  snapshotOf(t, hdr, merchant, endedRec("m", "1-1-0"), endedRec("m", "1-1-0")),
 	} {
 		if err := f.ReadSnapshot(bytes.NewReader(data)); err == nil {
 			t.Errorf("%s: restored, want an error", name)

@@ -136,17 +136,15 @@ func (r *eventRing) stored(i int) (*storedEvent, *eventChunk) {
 	return &c.events[i%eventBlock], c
 }
 
-// merchantIs reports whether the i-th event kept is merchant's, without
-// building the event.
-func (r *eventRing) merchantIs(i int, merchant string) bool {
-	se, c := r.stored(i)
-	return string(c.arena[se.off:se.off+uint32(se.lens[0])]) == merchant
-}
-
-// at returns the i-th event kept (0 is the oldest); its ids point into the
-// ring's arena, which is never written again.
+// at returns the i-th event kept (0 is the oldest).
 func (r *eventRing) at(i int) event {
 	se, c := r.stored(i)
+	return c.event(se)
+}
+
+// event builds se, one of c's events; its ids point into c's arena, which
+// is never written again.
+func (c *eventChunk) event(se *storedEvent) event {
 	var ids [5]string
 	off := se.off
 	for k, n := range se.lens {
@@ -156,6 +154,12 @@ func (r *eventRing) at(i int) event {
 		off += uint32(n)
 	}
 	return event{eventFacts: se.eventFacts, merchant: ids[0], session: ids[1], buyer: ids[2], agent: ids[3], group: ids[4]}
+}
+
+// merchant is the merchant id of se, one of c's events, without building
+// the event.
+func (c *eventChunk) merchant(se *storedEvent) []byte {
+	return c.arena[se.off : se.off+uint32(se.lens[0])]
 }
 
 func (r *eventRing) len() int { return r.n }
@@ -199,10 +203,10 @@ func (f *FSM) Events(merchant string, after uint64, max int) ([]*pb.Event, uint6
 	var out []*pb.Event
 	next := after
 	for i := int(after + 1 - first); i < n && len(out) < max; i++ {
-		se, _ := f.events.stored(i)
+		se, c := f.events.stored(i)
 		next = se.seq
-		if merchant == "" || f.events.merchantIs(i, merchant) {
-			e := f.events.at(i)
+		if merchant == "" || string(c.merchant(se)) == merchant {
+			e := c.event(se)
 			out = append(out, e.proto())
 		}
 	}
