@@ -79,18 +79,32 @@ type Stats struct {
 
 // Store is one bbolt file holding every shard's log and stable store. Its
 // methods and its views' are safe for concurrent use.
+//
+// Writes are committed by their callers, not by a goroutine of the Store:
+// a write that finds no commit under way commits everything queued (its
+// own write first); writes that arrive meanwhile queue, and when the
+// commit returns, the first of them is woken to commit the queue in turn.
+// A lone writer thus commits in its own goroutine, with no hand-off to a
+// committer and back (two wake-ups per append on every replica).
 type Store struct {
 	db   *bbolt.DB
 	opts Options
 
-	mu      sync.Mutex
-	queue   []*request
-	closed  bool
-	failed  error          // set by the first failed commit; sticky
-	open    map[uint32]int // views open per shard
-	wake    chan struct{}  // cap 1: the queue is not empty
-	closing chan struct{}
-	done    chan struct{} // the committer has stopped
+	mu         sync.Mutex
+	queue      []*request
+	committing bool // a writer holds the committer's role
+	closed     bool
+	failed     error          // set by the first failed commit; sticky
+	open       map[uint32]int // views open per shard
+	idle       chan struct{}  // closed by the role's holder once closed and no longer committing
+	wake       chan struct{}  // cap 1: a write was queued during a commit (for the linger)
+	closing    chan struct{}
+
+	// The committer's state, owned by whichever writer holds the role.
+	batch      []*request
+	seen       map[uint32]struct{}
+	prevShards int // distinct shards of the previous commit
+	timer      *time.Timer
 
 	// commit commits a write transaction (tx.Commit); tests replace it.
 	commit func(*bbolt.Tx) error
@@ -103,8 +117,12 @@ type request struct {
 	shard   uint32
 	entries int
 	apply   func(*bbolt.Tx) error
-	done    chan error // buffered
+	done    chan error // buffered: its result, or errYourTurn first
 }
+
+// errYourTurn, sent on a queued request's done, hands its writer the
+// committer's role; the result follows on the same channel.
+var errYourTurn = errors.New("sharedlog: commit the queue")
 
 // Open opens or creates the file at path.
 func Open(path string, opts Options) (*Store, error) {
@@ -118,20 +136,23 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sharedlog: opening %s: %w", path, err)
 	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	s := &Store{
 		db: db, opts: opts,
 		open:    make(map[uint32]int),
 		wake:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		seen:    make(map[uint32]struct{}),
+		timer:   timer,
 		commit:  (*bbolt.Tx).Commit,
 	}
-	go s.run()
 	return s, nil
 }
 
-// Close stops the Store: queued writes fail with ErrClosed, the file
-// closes. Views must not be used after it. Further calls return nil.
+// Close stops the Store: a commit under way finishes, queued writes fail
+// with ErrClosed, the file closes. Views must not be used after it.
+// Further calls return nil.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -139,9 +160,16 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	var idle chan struct{}
+	if s.committing {
+		idle = make(chan struct{})
+		s.idle = idle
+	}
 	s.mu.Unlock()
 	close(s.closing)
-	<-s.done
+	if idle != nil {
+		<-idle
+	}
 	return s.db.Close()
 }
 
@@ -214,7 +242,8 @@ func (s *Store) Shards() ([]uint32, error) {
 }
 
 // write queues apply for the next combined transaction and waits for its
-// commit. entries counts the log entries it writes (for Stats).
+// commit, committing it itself if no other writer is. entries counts the
+// log entries it writes (for Stats).
 func (s *Store) write(shard uint32, entries int, apply func(*bbolt.Tx) error) error {
 	r := &request{shard: shard, entries: entries, apply: apply, done: make(chan error, 1)}
 	s.mu.Lock()
@@ -228,11 +257,20 @@ func (s *Store) write(shard uint32, entries int, apply func(*bbolt.Tx) error) er
 		return err
 	}
 	s.queue = append(s.queue, r)
+	lead := !s.committing
+	s.committing = true
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if !lead {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+		err := <-r.done
+		if err != errYourTurn {
+			return err
+		}
 	}
+	s.lead()
 	return <-r.done
 }
 
@@ -246,61 +284,84 @@ func (s *Store) take(into []*request) []*request {
 	return into
 }
 
-// run is the committer: it takes every queued write, lingers briefly for
-// more only while several shards write at once, and commits them in one
-// transaction.
-func (s *Store) run() {
-	defer close(s.done)
-	var batch []*request
-	seen := make(map[uint32]struct{})
-	prevShards := 0 // distinct shards of the previous commit
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for {
-		select {
-		case <-s.wake:
-		case <-s.closing:
-			for _, r := range s.take(batch[:0]) {
-				r.done <- ErrClosed
-			}
-			return
-		}
-		batch = s.take(batch[:0])
-		if len(batch) == 0 {
-			continue
-		}
-		distinct := countShards(batch, seen)
-		// Linger only if the previous commit carried several shards'
-		// writes (so others are likely on their way) and this one has
-		// fewer so far; a lone busy shard never waits.
-		if s.opts.MaxLinger > 0 && prevShards > 1 && distinct < prevShards {
-			s.lingers.Add(1)
-			timer.Reset(s.opts.MaxLinger)
-		linger:
-			for distinct < prevShards {
-				select {
-				case <-s.wake:
-					batch = s.take(batch)
-					distinct = countShards(batch, seen)
-				case <-timer.C:
-					break linger
-				case <-s.closing:
-					break linger
-				}
-			}
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
-			batch = s.take(batch)
-			distinct = countShards(batch, seen)
-		}
-		prevShards = distinct
-		s.commitBatch(batch, distinct)
-		clear(batch)
+// lead is a commit by the writer holding the committer's role: it takes
+// every queued write (its own among them), lingers briefly for more only
+// while several shards write at once, commits them in one transaction, and
+// then hands the role to the first write queued meanwhile, or gives it up.
+func (s *Store) lead() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed { // queued writes are not committed after Close
+		s.handOver()
+		return
 	}
+	batch := s.take(s.batch[:0])
+	distinct := countShards(batch, s.seen)
+	// Linger only if the previous commit carried several shards' writes
+	// (so others are likely on their way) and this one has fewer so far;
+	// a lone busy shard never waits.
+	if s.opts.MaxLinger > 0 && s.prevShards > 1 && distinct < s.prevShards {
+		s.lingers.Add(1)
+		s.timer.Reset(s.opts.MaxLinger)
+	linger:
+		for distinct < s.prevShards {
+			select {
+			case <-s.wake:
+				batch = s.take(batch)
+				distinct = countShards(batch, s.seen)
+			case <-s.timer.C:
+				break linger
+			case <-s.closing:
+				break linger
+			}
+		}
+		if !s.timer.Stop() {
+			select {
+			case <-s.timer.C:
+			default:
+			}
+		}
+		batch = s.take(batch)
+		distinct = countShards(batch, s.seen)
+	}
+	s.prevShards = distinct
+	s.commitBatch(batch, distinct)
+	clear(batch)
+	s.batch = batch[:0]
+	s.handOver()
+}
+
+// handOver passes the committer's role to the first queued write, or, with
+// none queued, gives it up. A closed Store fails the queued writes instead.
+func (s *Store) handOver() {
+	select { // a wake-up for this commit's writes is stale now
+	case <-s.wake:
+	default:
+	}
+	s.mu.Lock()
+	if s.closed {
+		queued := s.queue
+		s.queue = nil
+		s.committing = false
+		if s.idle != nil {
+			close(s.idle)
+			s.idle = nil
+		}
+		s.mu.Unlock()
+		for _, r := range queued {
+			r.done <- ErrClosed
+		}
+		return
+	}
+	if len(s.queue) == 0 {
+		s.committing = false
+		s.mu.Unlock()
+		return
+	}
+	next := s.queue[0]
+	s.mu.Unlock()
+	next.done <- errYourTurn
 }
 
 func countShards(batch []*request, seen map[uint32]struct{}) int {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -403,24 +405,28 @@ func TestSerialWritesCommitOneByOne(t *testing.T) {
 
 func TestLingerOnlyWhileSeveralShardsWrite(t *testing.T) {
 	s, _ := openTest(t, Options{MaxLinger: time.Hour})
-	a, b := shardView(t, s, 1), shardView(t, s, 2)
-	// A commit carrying both shards' writes: queue them together.
-	s.mu.Lock()
-	ra := &request{shard: 1, apply: func(*bbolt.Tx) error { return nil }, done: make(chan error, 1)}
-	rb := &request{shard: 2, apply: func(*bbolt.Tx) error { return nil }, done: make(chan error, 1)}
-	s.queue = append(s.queue, ra, rb)
-	s.mu.Unlock()
-	s.wake <- struct{}{}
-	if err := errors.Join(<-ra.done, <-rb.done); err != nil {
+	a, b, c := shardView(t, s, 1), shardView(t, s, 2), shardView(t, s, 3)
+	// A commit carrying both shards' writes: hold a commit of shard 3 (one
+	// shard: the next commit does not linger), queue both behind it.
+	h := holdCommitsOf(s)
+	errs := make(chan error, 3)
+	go func() { errs <- c.StoreLog(entry(1)) }()
+	<-h.entered
+	go func() { errs <- a.StoreLog(entry(1)) }()
+	go func() { errs <- b.StoreLog(entry(1)) }()
+	waitQueued(t, s, 2)
+	close(h.proceed)
+	if err := errors.Join(<-errs, <-errs, <-errs); err != nil {
 		t.Fatal(err)
 	}
-	if st := s.Stats(); st.Commits != 1 || st.Shards != 2 || st.Lingers != 0 {
-		t.Fatalf("stats = %+v; want one commit of 2 shards, no linger", st)
+	s.commit = (*bbolt.Tx).Commit
+	if st := s.Stats(); st.Commits != 2 || st.Shards != 3 || st.Lingers != 0 {
+		t.Fatalf("stats = %+v; want a commit of 1 shard, then one of 2, no linger", st)
 	}
 	// Now a write of shard 1 alone lingers (up to an hour) until shard 2
 	// writes too, and both share one commit.
 	doneA := make(chan error, 1)
-	go func() { doneA <- a.StoreLog(entry(1)) }()
+	go func() { doneA <- a.StoreLog(entry(2)) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for s.Stats().Lingers != 1 {
 		if time.Now().After(deadline) {
@@ -433,13 +439,13 @@ func TestLingerOnlyWhileSeveralShardsWrite(t *testing.T) {
 		t.Fatalf("shard 1's write returned (%v) while the commit lingered for shard 2", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if err := b.StoreLog(entry(1)); err != nil {
+	if err := b.StoreLog(entry(2)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-doneA; err != nil {
 		t.Fatal(err)
 	}
-	if st := s.Stats(); st.Commits != 2 || st.Shards != 4 {
+	if st := s.Stats(); st.Commits != 3 || st.Shards != 5 {
 		t.Fatalf("stats = %+v; want the two writes in one commit", st)
 	}
 }
@@ -681,5 +687,61 @@ func TestManyShardsConcurrently(t *testing.T) {
 		if got, err := v.GetUint64([]byte("CurrentTerm")); err != nil || got != per {
 			t.Fatalf("shard %d: term %d, %v; want %d", n, got, err, per)
 		}
+	}
+}
+
+func TestCloseDuringCommit(t *testing.T) {
+	s, path := openTest(t, Options{MaxLinger: -1})
+	a, b := shardView(t, s, 1), shardView(t, s, 2)
+	h := holdCommitsOf(s)
+	first := make(chan error, 1)
+	go func() { first <- a.StoreLog(entry(1)) }()
+	<-h.entered
+	queued := make(chan error, 1)
+	go func() { queued <- b.StoreLog(entry(1)) }()
+	waitQueued(t, s, 1)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a commit was under way", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(h.proceed)
+	// The commit under way completes; the write queued behind it is not
+	// committed once the Store is closed.
+	if err := <-first; err != nil {
+		t.Fatalf("the write being committed at Close: %v", err)
+	}
+	if err := <-queued; !errors.Is(err, ErrClosed) {
+		t.Fatalf("a write queued at Close = %v; want ErrClosed", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	wantIndexes(t, shardView(t, s2, 1), 1, 1)
+	wantIndexes(t, shardView(t, s2, 2), 0, 0)
+}
+
+// TestWritersCommitThemselves checks the Store runs no goroutine of its
+// own: a lone write is committed by its caller, with no hand-off.
+func TestWritersCommitThemselves(t *testing.T) {
+	s, _ := openTest(t, Options{MaxLinger: -1})
+	v := shardView(t, s, 1)
+	for i := uint64(1); i <= 10; i++ {
+		storeRange(t, v, i, i)
+	}
+	if st := s.Stats(); st.Commits != 10 {
+		t.Fatalf("stats = %+v; want 10 commits", st)
+	}
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	if strings.Contains(stacks, "sharedlog.(*Store)") {
+		t.Fatalf("a goroutine runs in the Store with no write under way:\n%s", stacks)
 	}
 }
