@@ -255,7 +255,7 @@ func BenchmarkSnapshotPause(b *testing.B) {
 	b.ReportMetric(float64(size)/(1<<20), "MiB")
 	b.ReportMetric(float64(h.f.dedup.len()), "dedup")
 	b.ReportMetric(float64(h.f.events.len()), "events")
-	b.ReportMetric(float64(h.f.endedRing.len()), "ended")
+	b.ReportMetric(float64(h.f.ended.len()), "ended")
 }
 
 // BenchmarkApplyW1: one shard's share of workload W1 (BENCHMARKS.md) as

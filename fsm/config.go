@@ -23,7 +23,7 @@ func newMerchant(id string) *merchant {
 	return &merchant{
 		id: id, settings: &pb.MerchantSettings{}, w: effectiveWeights(nil),
 		groups: map[string]*group{}, agents: map[string]*agent{},
-		sessions: map[string]*session{}, byBuyer: map[string]*session{}, ended: map[string][]byte{},
+		sessions: map[string]*session{}, byBuyer: map[string]*session{},
 		stats: newStats(),
 	}
 }
@@ -87,7 +87,7 @@ func (f *FSM) applyDeleteMerchant(c *pb.DeleteMerchant) (*pb.Result, *Error) {
 		s := m.sessions[id]
 		f.unschedule(s)
 	}
-	f.endedRing.filter(func(k endedKey) bool { return k.merchant != m.id })
+	f.ended.dropMerchant(m.id, f.cfg.MaxEnded)
 	delete(f.elevated, m.id)
 	delete(f.merchants, m.id)
 	f.emit(event{eventFacts: eventFacts{kind: pb.EventKind_EVENT_KIND_MERCHANT_DELETED}, merchant: m.id})

@@ -69,7 +69,7 @@ type FSM struct {
 	waits     *btree.BTreeG[timer] // QUEUED sessions with a max-wait deadline
 	idles     *btree.BTreeG[timer] // BOT and ASSIGNED sessions with an idle deadline
 	elevated  map[string]bool      // merchants whose surge level is above normal
-	endedRing fifo[endedKey]       // the recently ended sessions, oldest first
+	ended     endedStore           // the recently ended sessions, oldest first
 	dedup     dedupTable
 	events    eventRing
 	notify    chan struct{} // closed and replaced when events are appended
@@ -99,7 +99,7 @@ func (f *FSM) reset() {
 	f.waits = btree.NewG(btreeDegree, timerLess)
 	f.idles = btree.NewG(btreeDegree, timerLess)
 	f.elevated = map[string]bool{}
-	f.endedRing.reset()
+	f.ended = newEndedStore()
 	f.dedup = newDedupTable()
 	f.events.reset()
 	if f.notify == nil {

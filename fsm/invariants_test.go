@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 )
@@ -81,7 +82,7 @@ func checkSessions(f *FSM, m *merchant) error {
 		if m.byBuyer[s.BuyerId] != s {
 			return fmt.Errorf("active session %q (%s) is not buyer %q's active session", id, s.State, s.BuyerId)
 		}
-		if _, ok := m.ended[id]; ok {
+		if f.ended.has(m.id, id) {
 			return fmt.Errorf("session %q is both active and ended", id)
 		}
 		if s.GroupId != "" {
@@ -160,8 +161,8 @@ func checkSessions(f *FSM, m *merchant) error {
 			return fmt.Errorf("buyer %q maps to session %q of buyer %q, which is not active", b, s.SessionId, s.BuyerId)
 		}
 	}
-	for _, id := range sortedKeys(m.ended) {
-		s := m.endedSession(id)
+	for _, id := range endedIDs(f, m.id) {
+		s := f.ended.get(m.id, id)
 		switch {
 		case s.SessionId != id:
 			return fmt.Errorf("ended session %q is filed under %q", s.SessionId, id)
@@ -467,36 +468,9 @@ func checkShard(f *FSM) error {
 			return fmt.Errorf("unknown merchant %q is in the surge set", mid)
 		}
 	}
-	// The ring of ended sessions and each merchant's index of it.
-	if f.endedRing.len() > f.cfg.MaxEnded {
-		return fmt.Errorf("%d ended sessions kept, bound %d", f.endedRing.len(), f.cfg.MaxEnded)
-	}
-	inRing := map[endedKey]bool{}
-	for i := 0; i < f.endedRing.len(); i++ {
-		k := f.endedRing.at(i)
-		m := f.merchants[k.merchant]
-		if inRing[k] {
-			return fmt.Errorf("ended session %q is in the ring twice", k.session)
-		}
-		if m == nil {
-			return fmt.Errorf("ended session %q of unknown merchant %q is in the ring", k.session, k.merchant)
-		}
-		if _, ok := m.ended[k.session]; !ok {
-			return fmt.Errorf("ended session %q is in the ring but not in its merchant's ended set", k.session)
-		}
-		inRing[k] = true
-	}
-	nEnded := 0
-	for _, m := range f.merchants {
-		for id := range m.ended {
-			if !inRing[endedKey{merchant: m.id, session: id}] {
-				return fmt.Errorf("ended session %q of merchant %q is not in the ring", id, m.id)
-			}
-			nEnded++
-		}
-	}
-	if nEnded != len(inRing) {
-		return fmt.Errorf("%d ended sessions indexed, %d in the ring", nEnded, len(inRing))
+	// The store of ended sessions and its index.
+	if err := checkEndedStore(f); err != nil {
+		return err
 	}
 	// The dedup table: two generations of disjoint keys, bounded.
 	if n := f.dedup.len(); n > f.cfg.MaxDedup {
@@ -595,5 +569,72 @@ func (lt *limitTracker) check(f *FSM) error {
 		}
 	}
 	lt.prev = cur
+	return nil
+}
+
+// endedIDs lists the kept ended sessions of merchant, sorted.
+func endedIDs(f *FSM, merchant string) []string {
+	var ids []string
+	f.ended.each(func(m, id, _ []byte) bool {
+		if string(m) == merchant {
+			ids = append(ids, string(id))
+		}
+		return true
+	})
+	slices.Sort(ids)
+	return ids
+}
+
+// checkEndedStore checks the ended sessions: at most MaxEnded, each of a
+// known merchant and kept once, each found through the index (its hash
+// reaches it), the index holding only the hashes of kept entries, and the
+// arena blocks those the entries use.
+func checkEndedStore(f *FSM) error {
+	e := &f.ended
+	if e.len() > f.cfg.MaxEnded {
+		return fmt.Errorf("%d ended sessions kept, bound %d", e.len(), f.cfg.MaxEnded)
+	}
+	type key struct{ merchant, session string }
+	seen := map[key]bool{}
+	hashes := map[uint64]bool{}
+	var err error
+	i := 0
+	e.each(func(m, id, _ []byte) bool {
+		k := key{string(m), string(id)}
+		s := e.slots.at(i)
+		seq := e.first + uint64(i)
+		i++
+		switch {
+		case seen[k]:
+			err = fmt.Errorf("ended session %q of merchant %q kept twice", k.session, k.merchant)
+		case f.merchants[k.merchant] == nil:
+			err = fmt.Errorf("ended session %q of unknown merchant %q kept", k.session, k.merchant)
+		case s.hash != e.hash(k.merchant, k.session):
+			err = fmt.Errorf("ended session %q kept with a wrong hash", k.session)
+		case s.prev >= seq:
+			err = fmt.Errorf("ended session %q (seq %d) chained to a newer one (%d)", k.session, seq, s.prev)
+		case s.block < e.block0 || s.block >= e.block0+uint64(e.blocks.len()):
+			err = fmt.Errorf("ended session %q in block %d, blocks %d..%d kept", k.session, s.block, e.block0, e.block0+uint64(e.blocks.len()))
+		case e.find(k.merchant, k.session) != e.slots.ptr(i-1):
+			err = fmt.Errorf("ended session %q of merchant %q is not found by its key", k.session, k.merchant)
+		}
+		seen[k] = true
+		hashes[s.hash] = true
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	for h, seq := range e.index {
+		switch {
+		case !hashes[h]:
+			return fmt.Errorf("the ended index holds hash %x of no kept session", h)
+		case seq < e.first || seq >= e.first+uint64(e.len()) || e.slots.at(int(seq-e.first)).hash != h:
+			return fmt.Errorf("the ended index maps hash %x to seq %d, not an entry with it", h, seq)
+		}
+	}
+	if e.len() > 0 && e.slots.front().block != e.block0 {
+		return fmt.Errorf("arena blocks from %d kept, the oldest entry is in %d", e.block0, e.slots.front().block)
+	}
 	return nil
 }

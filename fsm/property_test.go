@@ -108,6 +108,7 @@ type gen struct {
 	done    []sentCmd       // successful commands, for retries
 	puts    int             // successful commands with a request id so far
 	setups  map[string]bool // merchants set up at least once
+	f       *FSM            // the state the entry being generated is for
 }
 
 // sentCmd is a command that succeeded, with a copy of its result.
@@ -164,6 +165,7 @@ func (g *gen) entry(kind string, cmds ...*pb.Command) *genEntry {
 
 // next generates the next entry against the current state of f.
 func (g *gen) next(f *FSM) *genEntry {
+	g.f = f
 	g.index++
 	g.now += int64(g.r.IntN(1500))
 	if len(g.pending) > 0 {
@@ -460,8 +462,10 @@ func (g *gen) sessionID(m *merchant, states ...pb.SessionState) string {
 		return pick(g, match...)
 	case roll < 93 && len(all) > 0:
 		return pick(g, all...)
-	case roll < 97 && len(m.ended) > 0:
-		return pick(g, sortedKeys(m.ended)...)
+	case roll < 97 && g.f.ended.len() > 0:
+		if ids := endedIDs(g.f, m.id); len(ids) > 0 {
+			return pick(g, ids...)
+		}
 	}
 	return "1-999-9"
 }

@@ -96,7 +96,7 @@ func (f *FSM) Session(merchant, sessionID string) (*pb.Session, error) {
 	if s := m.sessions[sessionID]; s != nil {
 		return copySession(&s.Session), nil
 	}
-	if s := m.endedSession(sessionID); s != nil {
+	if s := f.ended.get(m.id, sessionID); s != nil {
 		return s, nil
 	}
 	return nil, notFound("session_id", sessionID)

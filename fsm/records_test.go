@@ -184,9 +184,7 @@ func TestSessionRecordsBothWays(t *testing.T) {
 func TestEndedRecordsAsAppendRecord(t *testing.T) {
 	f, _ := randomState(t, 11, 400)
 	n := 0
-	for i := 0; i < f.endedRing.len(); i++ {
-		k := f.endedRing.at(i)
-		enc := f.merchants[k.merchant].ended[k.session]
+	f.ended.each(func(_, id, enc []byte) bool {
 		s := &pb.Session{}
 		if err := s.UnmarshalVT(enc); err != nil {
 			t.Fatal(err)
@@ -196,10 +194,11 @@ func TestEndedRecordsAsAppendRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := appendEndedRecord([]byte{7}, enc); !bytes.Equal(got, want) {
-			t.Fatalf("ended session %q: wrote %x, want %x", k.session, got, want)
+			t.Fatalf("ended session %q: wrote %x, want %x", id, got, want)
 		}
 		n++
-	}
+		return true
+	})
 	if n == 0 {
 		t.Fatal("the random state has no ended sessions")
 	}

@@ -12,7 +12,7 @@ const maxOverflowHops = 3
 func (f *FSM) session(m *merchant, id string) (*session, *Error) {
 	s := m.sessions[id]
 	if s == nil {
-		if _, ok := m.ended[id]; ok {
+		if f.ended.has(m.id, id) {
 			return nil, conflict("session_id", "session %q has ended", id)
 		}
 		return nil, notFound("session_id", id)
@@ -281,46 +281,13 @@ func (f *FSM) end(m *merchant, s *session, reason pb.EndReason) *agent {
 		delete(m.byBuyer, s.BuyerId)
 	}
 	f.sessionEvent(pb.EventKind_EVENT_KIND_SESSION_ENDED, s)
-	f.keepEnded(m, s)
+	f.keepEnded(s)
 	return freed
 }
 
-// endedKey names an ended session in the shard's ring.
-type endedKey struct{ merchant, session string }
-
-// keepEnded files an ended session, encoded, in its merchant's ended set
-// and the shard's ring, and forgets the oldest beyond MaxEnded. s must not
-// change afterwards (nothing changes an ended session).
-func (f *FSM) keepEnded(m *merchant, s *session) {
-	m.ended[s.SessionId] = encodeSession(&s.Session)
-	f.endedRing.push(endedKey{merchant: s.MerchantId, session: s.SessionId})
-	for f.endedRing.len() > f.cfg.MaxEnded {
-		old := f.endedRing.pop()
-		if om := f.merchants[old.merchant]; om != nil {
-			delete(om.ended, old.session)
-		}
-	}
-}
-
-func encodeSession(s *pb.Session) []byte {
-	b, err := s.MarshalVT()
-	if err != nil {
-		panic("fsm: encoding a session: " + err.Error()) // a bug: every Session encodes
-	}
-	return b
-}
-
-// endedSession decodes an ended session of m; nil if m has none by that id.
-func (m *merchant) endedSession(id string) *pb.Session {
-	b, ok := m.ended[id]
-	if !ok {
-		return nil
-	}
-	s := &pb.Session{}
-	if err := s.UnmarshalVT(b); err != nil {
-		panic("fsm: decoding an ended session: " + err.Error()) // a bug: the bytes are our own
-	}
-	return s
+// keepEnded keeps the ended session s for queries, encoded.
+func (f *FSM) keepEnded(s *session) {
+	f.ended.putSession(&s.Session, f.cfg.MaxEnded)
 }
 
 // setState moves a session between states, keeping the counters exact.

@@ -133,15 +133,19 @@ func (f *FSM) capture() (*capture, error) {
 		}
 		c.sessions = append(c.sessions, [2]int{first, len(c.spans)})
 	}
-	for i := 0; i < f.endedRing.len(); i++ {
-		k := f.endedRing.at(i)
-		m := f.merchants[k.merchant]
-		if m == nil {
-			return nil, fmt.Errorf("ended session %q of unknown merchant %q in the ring", k.session, k.merchant)
+	var bad error
+	f.ended.each(func(merchant, session, enc []byte) bool {
+		if f.merchants[string(merchant)] == nil {
+			bad = fmt.Errorf("ended session %q of unknown merchant %q kept", session, merchant)
+			return false
 		}
 		off := len(c.head)
-		c.head = appendEndedRecord(c.head, m.ended[k.session])
+		c.head = appendEndedRecord(c.head, enc)
 		c.spans = append(c.spans, span{off: off, end: len(c.head)})
+		return true
+	})
+	if bad != nil {
+		return nil, bad
 	}
 	c.dedupOld = f.dedup.old.view()
 	c.dedupCur = f.dedup.cur.view()
@@ -359,10 +363,10 @@ func (f *FSM) restoreSessionRecord(m *merchant, s *session, ended bool) error {
 		if om == nil {
 			return fmt.Errorf("ended session %q of unknown merchant %q", s.SessionId, s.MerchantId)
 		}
-		if _, dup := om.ended[s.SessionId]; dup {
+		if f.ended.has(om.id, s.SessionId) {
 			return fmt.Errorf("ended session %q twice", s.SessionId)
 		}
-		f.keepEnded(om, s)
+		f.keepEnded(s)
 		return nil
 	}
 	if m == nil || s.MerchantId != m.id {

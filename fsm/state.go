@@ -20,13 +20,7 @@ type merchant struct {
 	agents   map[string]*agent
 	sessions map[string]*session // active (BOT, QUEUED, ASSIGNED)
 	byBuyer  map[string]*session // active session of each buyer
-	// ended holds the recently ended sessions, encoded (pb.Session), by
-	// id; bounded by the shard's ring. Ended sessions never change, and
-	// a node keeps up to MaxEnded of them per shard: encoded, each is a
-	// key and a byte slice for the garbage collector instead of a
-	// session's dozen pointers.
-	ended map[string][]byte
-	stats *pb.MerchantStats
+	stats    *pb.MerchantStats
 }
 
 // weights are the merchant's effective scoring weights (defaults applied).
