@@ -84,15 +84,19 @@ func collectDedup(t *testing.T, old, cur *dedupGen) []string {
 	return out
 }
 
-// A generation's entries hold no pointers, so the garbage collector does
-// not follow any per remembered command (the reason for the arena).
-func TestDedupEntriesHoldNoPointers(t *testing.T) {
-	if p := pointerField(reflect.TypeFor[dedupSlot]()); p != "" {
-		t.Errorf("dedupSlot holds a pointer: %s", p)
+// The de-dup table's and the ended sessions' entries and indexes hold no
+// pointers, so the garbage collector does not follow any per remembered
+// command or ended session (the reason for their arenas).
+func TestTablesHoldNoPointers(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[dedupSlot](), reflect.TypeFor[endedSlot]()} {
+		if p := pointerField(typ); p != "" {
+			t.Errorf("%v holds a pointer: %s", typ, p)
+		}
 	}
-	idx := reflect.TypeOf(dedupGen{}.index)
-	if pointerField(idx.Key()) != "" || pointerField(idx.Elem()) != "" {
-		t.Errorf("the index %v has pointers in its keys or values", idx)
+	for _, idx := range []reflect.Type{reflect.TypeOf(dedupGen{}.index), reflect.TypeOf(endedStore{}.index)} {
+		if pointerField(idx.Key()) != "" || pointerField(idx.Elem()) != "" {
+			t.Errorf("the index %v has pointers in its keys or values", idx)
+		}
 	}
 }
 

@@ -120,13 +120,3 @@ func TestEndedDropMerchant(t *testing.T) {
 		t.Error("lookups do not match the entries kept")
 	}
 }
-
-func TestEndedEntriesHoldNoPointers(t *testing.T) {
-	if p := pointerField(reflect.TypeFor[endedSlot]()); p != "" {
-		t.Fatalf("endedSlot.%s holds a pointer", p)
-	}
-	idx := reflect.TypeOf(endedStore{}.index)
-	if pointerField(idx.Key()) != "" || pointerField(idx.Elem()) != "" {
-		t.Fatalf("the index %v holds pointers", idx)
-	}
-}
