@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"encoding/binary"
+
 	"github.com/google/btree"
 )
 
@@ -13,6 +15,7 @@ type agentIndex struct {
 
 type agentKey struct {
 	score int64
+	pre   uint64 // idPrefix(id): orders as id does, without reading it
 	id    string
 	a     *agent
 }
@@ -21,12 +24,29 @@ func agentLess(x, y agentKey) bool {
 	if x.score != y.score {
 		return x.score > y.score // higher score first
 	}
-	return x.id < y.id // deterministic tie-break
+	if x.pre != y.pre { // deterministic tie-break by id
+		return x.pre < y.pre
+	}
+	return x.id < y.id
 }
 
+// idPrefix is the id's first 8 bytes, big-endian, zero-padded. Comparing
+// prefixes, then ids when the prefixes are equal, orders as comparing ids
+// does (a shorter id pads with zero bytes, which sort first); in the
+// index, where many agents tie on score, most comparisons then stop at the
+// prefix instead of following two string pointers.
+func idPrefix(id string) uint64 {
+	var b [8]byte
+	copy(b[:], id)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// indexEntry is one index membership of an agent: its key, and the part of
+// its score that does not depend on the agent's load (rescore).
 type indexEntry struct {
-	idx *agentIndex
-	key agentKey
+	idx  *agentIndex
+	key  agentKey
+	base int64
 }
 
 func newAgentIndex() *agentIndex {
@@ -48,16 +68,26 @@ func (x *agentIndex) best(skip *agent) *agent {
 
 // score is an agent's score in group g for a question type: every part is
 // scaled to 0..1000 and weighted by the merchant's integer weights, so all
-// replicas compute the same number.
+// replicas compute the same number. It is baseScore plus loadScore.
 func score(w *weights, a *agent, groupID, questionType string) int64 {
+	return baseScore(w, a, groupID, questionType) + loadScore(w, a)
+}
+
+// baseScore is the part of the score that does not depend on the load.
+func baseScore(w *weights, a *agent, groupID, questionType string) int64 {
 	skill := int64(a.skill(groupID, questionType)) * 10
+	rating := int64(a.cfg.Rating) * 2
+	weight := int64(a.cfg.Weight) * 10
+	return w.skill*skill + w.rating*rating + w.weight*weight
+}
+
+// loadScore is the part of the score that depends on the load: headroom.
+func loadScore(w *weights, a *agent) int64 {
 	var headroom int64
 	if a.limit > 0 && a.load < a.limit {
 		headroom = int64(a.limit-a.load) * 1000 / int64(a.limit)
 	}
-	rating := int64(a.cfg.Rating) * 2
-	weight := int64(a.cfg.Weight) * 10
-	return w.skill*skill + w.headroom*headroom + w.rating*rating + w.weight*weight
+	return w.headroom * headroom
 }
 
 // unindex takes the agent out of every index and its capacity out of its
@@ -95,10 +125,31 @@ func (m *merchant) reindex(a *agent) {
 			continue
 		}
 		for qt, idx := range g.indexes {
-			k := agentKey{score: score(&m.w, a, gid, qt), id: a.id, a: a}
+			base := baseScore(&m.w, a, gid, qt)
+			k := agentKey{score: base + loadScore(&m.w, a), pre: idPrefix(a.id), id: a.id, a: a}
 			idx.tree.ReplaceOrInsert(k)
-			a.indexed = append(a.indexed, indexEntry{idx: idx, key: k})
+			a.indexed = append(a.indexed, indexEntry{idx: idx, key: k, base: base})
 		}
+	}
+}
+
+// loadChanged puts the agent where its new load says, after an assignment
+// or a release (load changed by one; nothing else about the agent, its
+// groups or the merchant's weights changed). wasEligible is eligible()
+// before the change. While the agent stays eligible only its keys move,
+// from their kept base scores; otherwise it is reindexed. The indexes end
+// as reindex would leave them.
+func (m *merchant) loadChanged(a *agent, wasEligible bool) {
+	if !wasEligible || !a.eligible() {
+		m.reindex(a)
+		return
+	}
+	load := loadScore(&m.w, a)
+	for i := range a.indexed {
+		e := &a.indexed[i]
+		e.idx.tree.Delete(e.key)
+		e.key.score = e.base + load
+		e.idx.tree.ReplaceOrInsert(e.key)
 	}
 }
 

@@ -363,6 +363,8 @@ func checkGroups(m *merchant) error {
 				switch {
 				case k.a == nil || k.id != k.a.id:
 					bad = fmt.Errorf("group %q index %q: key %q names agent %v", gid, qt, k.id, k.a)
+				case k.pre != idPrefix(k.id):
+					bad = fmt.Errorf("group %q index %q: key %q has prefix %x", gid, qt, k.id, k.pre)
 				case !eligible[k.id] || g.members[k.id] != k.a:
 					bad = fmt.Errorf("group %q index %q holds agent %q (%s, %d/%d) that is not an eligible member",
 						gid, qt, k.id, k.a.status, k.a.load, k.a.limit)

@@ -162,9 +162,10 @@ func (f *FSM) assign(m *merchant, s *session, a *agent) {
 	s.AgentId = a.id
 	s.AssignedMs = now
 	s.DeadlineMs = 0
+	was := a.eligible()
 	a.load++
 	a.assigned.add(s)
-	m.reindex(a)
+	m.loadChanged(a, was)
 	f.touch(m, s)
 	f.sessionEvent(pb.EventKind_EVENT_KIND_SESSION_ASSIGNED, s)
 }
@@ -201,9 +202,10 @@ func (f *FSM) dequeue(m *merchant, s *session) {
 // release takes an ASSIGNED session from its agent (no drain).
 func (f *FSM) release(m *merchant, s *session) *agent {
 	a := m.agents[s.AgentId]
+	was := a.eligible()
 	a.assigned.remove(s)
 	a.load--
-	m.reindex(a)
+	m.loadChanged(a, was)
 	s.AgentId = ""
 	return a
 }
