@@ -42,7 +42,7 @@ func idPrefix(id string) uint64 {
 }
 
 // indexEntry is one index membership of an agent: its key, and the part of
-// its score that does not depend on the agent's load (rescore).
+// its score that does not depend on the agent's load (loadChanged).
 type indexEntry struct {
 	idx  *agentIndex
 	key  agentKey
