@@ -320,9 +320,10 @@ func (b *batcher) sendEach(items []*batchItem) {
 
 // batchContext is the context of a Batch RPC: it ends with the Client or
 // at the latest deadline among the calls (none if one has none), and it
-// tells each call's trace when the request has been written, so that the
-// call counts as sent — and its outcome as unknown if it fails after —
-// exactly as its own RPC would have.
+// tells each call's trace when the request's headers and then the whole
+// request have been written, so that the call counts as (maybe) sent — and
+// its outcome as unknown if it fails after — exactly as its own RPC would
+// have.
 func (b *batcher) batchContext(items []*batchItem) (context.Context, context.CancelFunc) {
 	var latest time.Time
 	for _, it := range items {
@@ -340,6 +341,13 @@ func (b *batcher) batchContext(items []*batchItem) (context.Context, context.Can
 		ctx, cancel = context.WithDeadline(ctx, latest)
 	}
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() {
+			for _, it := range items {
+				if tr := httptrace.ContextClientTrace(it.ctx); tr != nil && tr.WroteHeaders != nil {
+					tr.WroteHeaders()
+				}
+			}
+		},
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			for _, it := range items {
 				if tr := httptrace.ContextClientTrace(it.ctx); tr != nil && tr.WroteRequest != nil {

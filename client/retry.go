@@ -66,9 +66,20 @@ func (c *Client) invoke(ctx context.Context, s spec, attempt func(context.Contex
 		}
 		// A node can only apply a request it received whole: until the
 		// transport has written all of it, a failure means "not applied".
-		var sent atomic.Bool
+		// The transport reports the write done (sent) only after it
+		// returned, by which time the node may have the request and have
+		// applied it; so a call whose own context ends once the headers
+		// are out (started) and the write not reported failed is
+		// unknown too.
+		var sent, started atomic.Bool
 		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-			WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
+			WroteHeaders: func() { started.Store(true) },
+			WroteRequest: func(i httptrace.WroteRequestInfo) {
+				sent.Store(i.Err == nil)
+				if i.Err != nil {
+					started.Store(false)
+				}
+			},
 		})
 		err := attempt(actx, c.endpoint(addr))
 		cancel()
@@ -78,8 +89,9 @@ func (c *Client) invoke(ctx context.Context, s spec, attempt func(context.Contex
 		}
 		if ctx.Err() != nil && !connect.IsWireError(err) {
 			// The call's own context ended during the attempt: its
-			// outcome is unknown if the request went out whole.
-			if s.write && sent.Load() {
+			// outcome is unknown if the request went out whole, or may
+			// have.
+			if s.write && (sent.Load() || started.Load()) {
 				unknown = true
 			}
 			c.logger().Debug("context ended during an attempt", slog.String("procedure", s.procedure),
