@@ -419,3 +419,24 @@ func TestConcurrentCallsDuringLeaderChanges(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCanceledOnceReceivedIsIndeterminate: a write whose caller gives up
+// once the node has its request may have been applied, whether or not the
+// transport has reported the request written yet: the error says
+// indeterminate (the window TestBatchingContext found on the Batch path).
+func TestCanceledOnceReceivedIsIndeterminate(t *testing.T) {
+	protocols(t, func(t *testing.T, p Protocol) {
+		fc := newFakeCluster(t, 1, 1)
+		ctx, cancel := context.WithCancel(testCtx(t, 5*time.Second))
+		c := newTestClient(t, fc, WithProtocol(p), WithBatching(0))
+		fc.setHook(func(rctx context.Context, _ *fakeNode, _ fakeCall) (*pb.Result, error, bool) {
+			cancel() // the node has the whole request; its caller gives up
+			<-rctx.Done()
+			return nil, rctx.Err(), true
+		})
+		_, err := c.Consult(ctx, &pb.Consult{MerchantId: "m", BuyerId: "b"})
+		if !errors.Is(err, ErrIndeterminate) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("error %v, want ErrIndeterminate and context.Canceled", err)
+		}
+	})
+}
