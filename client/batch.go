@@ -340,17 +340,23 @@ func (b *batcher) batchContext(items []*batchItem) (context.Context, context.Can
 	if !latest.IsZero() {
 		ctx, cancel = context.WithDeadline(ctx, latest)
 	}
+	var traces []*httptrace.ClientTrace // the calls' own (invoke's), looked up once
+	for _, it := range items {
+		if tr := httptrace.ContextClientTrace(it.ctx); tr != nil {
+			traces = append(traces, tr)
+		}
+	}
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteHeaders: func() {
-			for _, it := range items {
-				if tr := httptrace.ContextClientTrace(it.ctx); tr != nil && tr.WroteHeaders != nil {
+			for _, tr := range traces {
+				if tr.WroteHeaders != nil {
 					tr.WroteHeaders()
 				}
 			}
 		},
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			for _, it := range items {
-				if tr := httptrace.ContextClientTrace(it.ctx); tr != nil && tr.WroteRequest != nil {
+			for _, tr := range traces {
+				if tr.WroteRequest != nil {
 					tr.WroteRequest(info)
 				}
 			}

@@ -54,7 +54,7 @@ func newEndedStore() endedStore {
 func (e *endedStore) len() int { return e.slots.len() }
 
 func (e *endedStore) hash(merchant, session string) uint64 {
-	return maphash.Comparable(e.seed, dedupKey{merchant: merchant, request: session})
+	return maphash.Comparable(e.seed, [2]string{merchant, session})
 }
 
 func (e *endedStore) bytes(s *endedSlot) (merchant, session, enc []byte) {
@@ -130,20 +130,19 @@ func (e *endedStore) reserve(h uint64, merchant, session string, n, limit int) [
 		e.pop()
 	}
 	size := len(merchant) + len(session) + n
-	if e.blocks.len() == 0 || cap(e.blocks.back())-len(e.blocks.back()) < size {
-		e.blocks.push(make([]byte, 0, max(endedBlockSize, size)))
-	}
 	last := e.blocks.len() - 1
-	b := e.blocks.back()
-	off := len(b)
-	b = append(append(b, merchant...), session...)
-	b = b[:off+size]
-	e.blocks.set(last, b)
+	if last < 0 || cap(*e.blocks.ptr(last))-len(*e.blocks.ptr(last)) < size {
+		e.blocks.push(make([]byte, 0, max(endedBlockSize, size)))
+		last++
+	}
+	b := e.blocks.ptr(last)
+	off := len(*b)
+	*b = append(append(*b, merchant...), session...)[:off+size]
 	seq := e.first + uint64(e.slots.len())
 	e.slots.push(endedSlot{hash: h, prev: e.index[h], block: e.block0 + uint64(last), off: uint32(off),
 		mlen: uint32(len(merchant)), slen: uint32(len(session)), blen: uint32(n)})
 	e.index[h] = seq
-	return b[off+size-n : off+size]
+	return (*b)[off+size-n : off+size]
 }
 
 // pop drops the oldest entry, and the arena blocks no kept entry uses.
@@ -164,7 +163,7 @@ func (e *endedStore) pop() {
 }
 
 // each calls fn with every kept entry, oldest first, until it returns
-// false. The byte slices are valid until the next put or filter.
+// false. The byte slices are valid until the next put or dropMerchant.
 func (e *endedStore) each(fn func(merchant, session, enc []byte) bool) {
 	for i := 0; i < e.slots.len(); i++ {
 		if !fn(e.bytes(e.slots.ptr(i))) {

@@ -12,10 +12,8 @@ func (q *fifo[T]) front() T   { return q.items[q.head] }
 func (q *fifo[T]) at(i int) T { return q.items[q.head+i] }
 
 // ptr returns the address of the i-th item, valid until the next push or
-// pop; back the newest item; set replaces the i-th.
-func (q *fifo[T]) ptr(i int) *T   { return &q.items[q.head+i] }
-func (q *fifo[T]) back() T        { return q.items[len(q.items)-1] }
-func (q *fifo[T]) set(i int, v T) { q.items[q.head+i] = v }
+// pop.
+func (q *fifo[T]) ptr(i int) *T { return &q.items[q.head+i] }
 
 func (q *fifo[T]) pop() T {
 	var zero T

@@ -37,7 +37,7 @@ func appendRecord(b []byte, r *pb.SnapshotRecord) ([]byte, error) {
 }
 
 // appendEndedRecord appends the record of an ended session already
-// encoded (merchant.ended): the bytes appendRecord would write for a
+// encoded (endedStore): the bytes appendRecord would write for a
 // SnapshotRecord holding it as its ended field, without decoding it.
 func appendEndedRecord(b, session []byte) []byte {
 	n := protowire.SizeTag(endedField) + protowire.SizeBytes(len(session))
