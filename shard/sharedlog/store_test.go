@@ -745,3 +745,31 @@ func TestWritersCommitThemselves(t *testing.T) {
 		t.Fatalf("a goroutine runs in the Store with no write under way:\n%s", stacks)
 	}
 }
+
+// TestAppendsFillLeafPages: raft appends at ever higher indexes, so a leaf
+// page that splits never gets another key; bolt's default split (half
+// full) would leave every page but the last half empty — twice the pages
+// and branch entries, more of them read and rewritten on each commit. The
+// log buckets fill their pages before splitting.
+func TestAppendsFillLeafPages(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	v := shardView(t, s, 3)
+	data := bytes.Repeat([]byte{'x'}, 200)
+	for i := uint64(1); i <= 600; i++ {
+		if err := v.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: data}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		st := tx.Bucket(v.logs).Stats()
+		fill := float64(st.LeafInuse) / float64(st.LeafPageN*s.db.Info().PageSize)
+		t.Logf("%d keys in %d leaf pages, %.0f%% used", st.KeyN, st.LeafPageN, 100*fill)
+		if st.KeyN != 600 || fill < 0.8 {
+			t.Errorf("%d keys, leaf pages %.0f%% used: want 600 keys, pages at least 80%% used", st.KeyN, 100*fill)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

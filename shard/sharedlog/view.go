@@ -119,6 +119,14 @@ func (v *View) StoreLogs(logs []*raft.Log) error {
 		if err != nil {
 			return err
 		}
+		// Raft appends at ever higher indexes: a leaf that splits never
+		// gets another key, so fill it before splitting (bolt's default
+		// splits at half, leaving every page but the last half empty). Fewer
+		// pages and branch entries to read and rewrite per commit
+		// (BENCHMARKS.md, fourteenth session). Bolt still keeps at least
+		// two keys on each side of a split, which bounds this for entries
+		// of over a quarter page.
+		b.FillPercent = 1.0
 		for i := range keys {
 			if err := b.Put(keys[i], vals[i]); err != nil {
 				return err
