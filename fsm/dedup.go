@@ -35,43 +35,41 @@ type dedupKey struct{ merchant, request string }
 
 // dedupGen is one generation. Its slots and arena are only ever appended
 // to: dropping the generation gives it new ones, so a snapshot's copy of
-// the slice headers (dedupGen.view) stays valid while later commands are
-// applied. index is not part of a view.
+// them (dedupGen.view) stays valid while later commands are applied.
+// index is not part of a view.
 type dedupGen struct {
 	// index maps a key's hash to the newest slot with that hash; slots
 	// with the same hash are chained through dedupSlot.next. Lookups
 	// compare the whole key, so a collision costs a comparison, never a
 	// wrong answer.
 	index  map[uint64]int32
-	slots  []dedupSlot
-	arena  []byte // per slot: merchant id, request id, encoded result
+	slots  chunkList[dedupSlot]
+	arena  byteArena // per slot: merchant id, request id, encoded result
 	newest int64
 }
 
-// dedupSlot is one remembered result: its key and result are
-// arena[off:off+mlen+rlen+reslen]. It keeps the result encoded: a few
-// dozen bytes instead of a message of ~180, which matters at a million
-// remembered commands per node (BENCHMARKS.md, capacity). A retry, which is
-// rare, decodes it.
+// dedupSlot is one remembered result: its key and result are the
+// mlen+rlen+reslen bytes at (block, off) in the arena. It keeps the result
+// encoded: a few dozen bytes instead of a message of ~180, which matters
+// at a million remembered commands per node (BENCHMARKS.md, capacity). A
+// retry, which is rare, decodes it.
 type dedupSlot struct {
 	timeMs             int64
-	off                int
+	block, off         uint32
 	mlen, rlen, reslen uint32
 	next               int32 // the previous slot with the same hash; -1: none
 }
 
 func (g *dedupGen) merchant(s *dedupSlot) []byte {
-	return g.arena[s.off : s.off+int(s.mlen)]
+	return g.arena.at(uint64(s.block), s.off, s.mlen)
 }
 
 func (g *dedupGen) request(s *dedupSlot) []byte {
-	o := s.off + int(s.mlen)
-	return g.arena[o : o+int(s.rlen)]
+	return g.arena.at(uint64(s.block), s.off+s.mlen, s.rlen)
 }
 
 func (g *dedupGen) result(s *dedupSlot) []byte {
-	o := s.off + int(s.mlen) + int(s.rlen)
-	return g.arena[o : o+int(s.reslen)]
+	return g.arena.at(uint64(s.block), s.off+s.mlen+s.rlen, s.reslen)
 }
 
 func (g *dedupGen) key(s *dedupSlot) dedupKey {
@@ -101,7 +99,7 @@ func (d *dedupTable) hash(key dedupKey) uint64 { return maphash.Comparable(d.see
 func (g *dedupGen) find(h uint64, key dedupKey) *dedupSlot {
 	i, ok := g.index[h]
 	for ok && i >= 0 {
-		s := &g.slots[i]
+		s := g.slots.at(int(i))
 		if string(g.merchant(s)) == key.merchant && string(g.request(s)) == key.request {
 			return s
 		}
@@ -124,45 +122,40 @@ func (d *dedupTable) get(h uint64, key dedupKey) (*pb.Result, bool) {
 // put appends key's result; the key must not be in g already.
 func (g *dedupGen) put(h uint64, key dedupKey, now int64, r *pb.Result) {
 	size := r.SizeVT()
-	off := len(g.arena)
-	g.arena = append(g.arena, key.merchant...)
-	g.arena = append(g.arena, key.request...)
-	g.arena = slices.Grow(g.arena, size)
-	n := len(g.arena)
-	g.arena = g.arena[:n+size]
-	if _, err := r.MarshalToSizedBufferVT(g.arena[n:]); err != nil {
+	block, off, dst := g.arena.alloc(len(key.merchant) + len(key.request) + size)
+	n := copy(dst, key.merchant)
+	n += copy(dst[n:], key.request)
+	if _, err := r.MarshalToSizedBufferVT(dst[n:]); err != nil {
 		panic("fsm: encoding a result: " + err.Error()) // a bug: every Result encodes
 	}
 	next, ok := g.index[h]
 	if !ok {
 		next = -1
 	}
-	g.index[h] = int32(len(g.slots))
-	g.slots = append(g.slots, dedupSlot{timeMs: now, off: off,
-		mlen: uint32(len(key.merchant)), rlen: uint32(len(key.request)), reslen: uint32(size), next: next})
+	g.index[h] = int32(g.slots.push(dedupSlot{timeMs: now, block: uint32(block), off: off,
+		mlen: uint32(len(key.merchant)), rlen: uint32(len(key.request)), reslen: uint32(size), next: next}))
 	g.newest = max(g.newest, now)
 }
 
 // drop empties g. Its slots and arena are let go rather than reused, so
-// that a snapshot's view of them stays valid; the new ones start at the
-// old one's length, as the generation will likely fill again.
+// that a snapshot's view of them stays valid.
 func (g *dedupGen) drop() {
 	clear(g.index)
-	g.slots = make([]dedupSlot, 0, len(g.slots))
-	g.arena = make([]byte, 0, len(g.arena))
+	g.slots = chunkList[dedupSlot]{}
+	g.arena = byteArena{}
 	g.newest = 0
 }
 
 // view is a copy of g that later puts and drops of g do not change.
 func (g *dedupGen) view() dedupGen {
-	return dedupGen{slots: g.slots[:len(g.slots):len(g.slots)], arena: g.arena[:len(g.arena):len(g.arena)], newest: g.newest}
+	return dedupGen{slots: g.slots.view(), arena: g.arena.view(), newest: g.newest}
 }
 
 // put remembers a result for a key in neither generation, whose hash is h;
 // max is the table's MaxDedup.
 func (d *dedupTable) put(h uint64, key dedupKey, now int64, r *pb.Result, max int) {
 	d.cur.put(h, key, now, r)
-	if len(d.cur.slots) >= max/2 {
+	if d.cur.slots.len() >= max/2 {
 		d.cur, d.old = d.old, d.cur
 		d.cur.drop()
 	}
@@ -179,12 +172,12 @@ func (d *dedupTable) restore(key dedupKey, now int64, r *pb.Result, older bool) 
 
 // expire drops the older generation once all of it is older than cutoff.
 func (d *dedupTable) expire(cutoff int64) {
-	if len(d.old.slots) > 0 && d.old.newest < cutoff {
+	if d.old.slots.len() > 0 && d.old.newest < cutoff {
 		d.old.drop()
 	}
 }
 
-func (d *dedupTable) len() int { return len(d.cur.slots) + len(d.old.slots) }
+func (d *dedupTable) len() int { return d.cur.slots.len() + d.old.slots.len() }
 
 // dedupEach calls fn for every entry of the generations old and cur (views
 // or live), old first, each generation sorted by key: a snapshot does not
@@ -195,20 +188,20 @@ func dedupEach(old, cur *dedupGen, fn func(key dedupKey, timeMs int64, result []
 		gen   *dedupGen
 		older bool
 	}{{old, true}, {cur, false}} {
-		order := make([]int32, len(g.gen.slots))
+		slots := &g.gen.slots
+		order := make([]int32, slots.len())
 		for i := range order {
 			order[i] = int32(i)
 		}
-		slots := g.gen.slots
 		slices.SortFunc(order, func(a, b int32) int {
-			sa, sb := &slots[a], &slots[b]
+			sa, sb := slots.at(int(a)), slots.at(int(b))
 			if c := bytes.Compare(g.gen.merchant(sa), g.gen.merchant(sb)); c != 0 {
 				return c
 			}
 			return bytes.Compare(g.gen.request(sa), g.gen.request(sb))
 		})
 		for _, i := range order {
-			s := &slots[i]
+			s := slots.at(int(i))
 			if err := fn(g.gen.key(s), s.timeMs, g.gen.result(s), g.older); err != nil {
 				return err
 			}

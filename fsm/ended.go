@@ -24,20 +24,15 @@ import (
 // entry's seq never changes, so chains stay valid as the oldest go: a
 // link to a seq below the oldest kept one ends the chain.
 type endedStore struct {
-	seed   maphash.Seed
-	index  map[uint64]uint64 // key hash → seq of the newest entry with it
-	slots  fifo[endedSlot]   // kept entries, oldest first
-	first  uint64            // seq of slots.at(0); next seq is first+len
-	blocks fifo[[]byte]      // arena blocks, oldest first
-	block0 uint64            // number of blocks.at(0)
+	seed  maphash.Seed
+	index map[uint64]uint64 // key hash → seq of the newest entry with it
+	slots fifo[endedSlot]   // kept entries, oldest first
+	first uint64            // seq of slots.at(0); next seq is first+len
+	arena byteArena         // merchant id, session id, encoded session per entry
 }
 
-// endedBlockSize is an arena block's size; a session larger than a block
-// gets a block of its own.
-const endedBlockSize = 64 << 10
-
 // endedSlot is one ended session: merchant id, session id and encoded
-// session, in that order, at off in block number block.
+// session, in that order, at (block, off) in the arena.
 type endedSlot struct {
 	hash       uint64
 	prev       uint64 // seq of the previous entry with the same hash; 0: none
@@ -58,13 +53,8 @@ func (e *endedStore) hash(merchant, session string) uint64 {
 }
 
 func (e *endedStore) bytes(s *endedSlot) (merchant, session, enc []byte) {
-	b := e.blocks.at(int(s.block - e.block0))
-	o := int(s.off)
-	m := b[o : o+int(s.mlen)]
-	o += int(s.mlen)
-	id := b[o : o+int(s.slen)]
-	o += int(s.slen)
-	return m, id, b[o : o+int(s.blen)]
+	b := e.arena.at(s.block, s.off, s.mlen+s.slen+s.blen)
+	return b[:s.mlen], b[s.mlen : s.mlen+s.slen], b[s.mlen+s.slen:]
 }
 
 // find returns the slot of (merchant, session), or nil.
@@ -129,20 +119,14 @@ func (e *endedStore) reserve(h uint64, merchant, session string, n, limit int) [
 	for e.slots.len() >= limit && e.slots.len() > 0 {
 		e.pop()
 	}
-	size := len(merchant) + len(session) + n
-	last := e.blocks.len() - 1
-	if last < 0 || cap(*e.blocks.ptr(last))-len(*e.blocks.ptr(last)) < size {
-		e.blocks.push(make([]byte, 0, max(endedBlockSize, size)))
-		last++
-	}
-	b := e.blocks.ptr(last)
-	off := len(*b)
-	*b = append(append(*b, merchant...), session...)[:off+size]
+	block, off, dst := e.arena.alloc(len(merchant) + len(session) + n)
+	k := copy(dst, merchant)
+	k += copy(dst[k:], session)
 	seq := e.first + uint64(e.slots.len())
-	e.slots.push(endedSlot{hash: h, prev: e.index[h], block: e.block0 + uint64(last), off: uint32(off),
+	e.slots.push(endedSlot{hash: h, prev: e.index[h], block: block, off: off,
 		mlen: uint32(len(merchant)), slen: uint32(len(session)), blen: uint32(n)})
 	e.index[h] = seq
-	return (*b)[off+size-n : off+size]
+	return dst[k:]
 }
 
 // pop drops the oldest entry, and the arena blocks no kept entry uses.
@@ -152,14 +136,11 @@ func (e *endedStore) pop() {
 		delete(e.index, s.hash)
 	}
 	e.first++
-	oldest := e.block0 + uint64(e.blocks.len()) - 1 // with no entry left, keep the current block
+	oldest := e.arena.end() // with no entry left, keep the current block
 	if e.slots.len() > 0 {
 		oldest = e.slots.front().block
 	}
-	for e.block0 < oldest {
-		e.blocks.pop()
-		e.block0++
-	}
+	e.arena.dropBefore(oldest)
 }
 
 // each calls fn with every kept entry, oldest first, until it returns

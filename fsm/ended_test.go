@@ -94,8 +94,8 @@ func TestEndedKeepsTheNewest(t *testing.T) {
 			t.Errorf("s%d: %d bytes ending %q", i, len(got), got[len(got)-4:])
 		}
 	}
-	if e.blocks.len() > limit*310/endedBlockSize+2 {
-		t.Errorf("%d arena blocks kept for %d entries of ~310 bytes", e.blocks.len(), limit)
+	if e.arena.blocks.len() > limit*310/arenaBlockSize+2 {
+		t.Errorf("%d arena blocks kept for %d entries of ~310 bytes", e.arena.blocks.len(), limit)
 	}
 }
 

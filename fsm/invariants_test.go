@@ -480,9 +480,9 @@ func checkShard(f *FSM) error {
 	}
 	for gi, gen := range []*dedupGen{&f.dedup.old, &f.dedup.cur} {
 		var newest int64
-		seen := make(map[dedupKey]bool, len(gen.slots))
-		for i := range gen.slots {
-			s := &gen.slots[i]
+		seen := make(map[dedupKey]bool, gen.slots.len())
+		for i := range gen.slots.len() {
+			s := gen.slots.at(i)
 			k := gen.key(s)
 			if seen[k] {
 				return fmt.Errorf("dedup: key %v is twice in generation %d", k, gi)
@@ -505,12 +505,12 @@ func checkShard(f *FSM) error {
 		}
 		chained := 0
 		for _, i := range gen.index {
-			for ; i >= 0; i = gen.slots[i].next {
+			for ; i >= 0; i = gen.slots.at(int(i)).next {
 				chained++
 			}
 		}
-		if chained != len(gen.slots) {
-			return fmt.Errorf("dedup: generation %d's index reaches %d slots, it has %d", gi, chained, len(gen.slots))
+		if chained != gen.slots.len() {
+			return fmt.Errorf("dedup: generation %d's index reaches %d slots, it has %d", gi, chained, gen.slots.len())
 		}
 		if gen.newest != newest {
 			return fmt.Errorf("dedup: generation %d says newest %d, its entries' newest is %d", gi, gen.newest, newest)
@@ -615,8 +615,8 @@ func checkEndedStore(f *FSM) error {
 			err = fmt.Errorf("ended session %q kept with a wrong hash", k.session)
 		case s.prev >= seq:
 			err = fmt.Errorf("ended session %q (seq %d) chained to a newer one (%d)", k.session, seq, s.prev)
-		case s.block < e.block0 || s.block >= e.block0+uint64(e.blocks.len()):
-			err = fmt.Errorf("ended session %q in block %d, blocks %d..%d kept", k.session, s.block, e.block0, e.block0+uint64(e.blocks.len()))
+		case s.block < e.arena.first || s.block >= e.arena.first+uint64(e.arena.blocks.len()):
+			err = fmt.Errorf("ended session %q in block %d, blocks %d..%d kept", k.session, s.block, e.arena.first, e.arena.first+uint64(e.arena.blocks.len()))
 		case e.find(k.merchant, k.session) != e.slots.ptr(i-1):
 			err = fmt.Errorf("ended session %q of merchant %q is not found by its key", k.session, k.merchant)
 		}
@@ -635,8 +635,8 @@ func checkEndedStore(f *FSM) error {
 			return fmt.Errorf("the ended index maps hash %x to seq %d, not an entry with it", h, seq)
 		}
 	}
-	if e.len() > 0 && e.slots.front().block != e.block0 {
-		return fmt.Errorf("arena blocks from %d kept, the oldest entry is in %d", e.block0, e.slots.front().block)
+	if e.len() > 0 && e.slots.front().block != e.arena.first {
+		return fmt.Errorf("arena blocks from %d kept, the oldest entry is in %d", e.arena.first, e.slots.front().block)
 	}
 	return nil
 }
