@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -10,7 +11,7 @@ import (
 
 // Keys whose hashes collide are told apart by comparing them whole.
 func TestDedupCollisionsCompareWholeKeys(t *testing.T) {
-	g := newDedupGen()
+	g := newDedupGen(16)
 	const h = 42 // every key below gets the same hash
 	keys := []dedupKey{{"m1", "r1"}, {"m1", "r2"}, {"m2", "r1"}, {"m1r", "1"}, {"", "m1r1"}}
 	for i, k := range keys {
@@ -38,11 +39,10 @@ func TestDedupCollisionsCompareWholeKeys(t *testing.T) {
 // A snapshot's view of a generation keeps its entries while the table
 // goes on: entries added, generations rotated and dropped, arenas grown.
 func TestDedupViewOutlivesDrops(t *testing.T) {
-	d := newDedupTable()
-	const max = 8 // a generation rotates at 4 entries
+	d := newDedupTable(8) // a generation rotates at 4 entries
 	put := func(i int) {
 		k := dedupKey{merchant: "m", request: fmt.Sprintf("r%03d", i)}
-		d.put(d.hash(k), k, int64(i), &pb.Result{SessionId: fmt.Sprint("session-", i)}, max)
+		d.put(d.hash(k), k, int64(i), &pb.Result{SessionId: fmt.Sprint("session-", i)})
 	}
 	for i := range 6 {
 		put(i)
@@ -118,4 +118,38 @@ func pointerField(typ reflect.Type) string {
 		return ""
 	}
 	return typ.Kind().String()
+}
+
+// The filter never says "no" for a hash it holds, and says "maybe" for few
+// it does not hold at its intended load (a generation full).
+func TestDedupFilter(t *testing.T) {
+	const entries = 50_000
+	f := newDedupFilter(entries)
+	rng := rand.New(rand.NewPCG(1, 2))
+	held := make([]uint64, entries)
+	for i := range held {
+		held[i] = rng.Uint64()
+		f.add(held[i])
+	}
+	for _, h := range held {
+		if !f.mayHave(h) {
+			t.Fatalf("hash %x added, the filter says it was not", h)
+		}
+	}
+	const probes = 100_000
+	maybe := 0
+	for range probes {
+		if f.mayHave(rng.Uint64()) {
+			maybe++
+		}
+	}
+	rate := float64(maybe) / probes
+	t.Logf("%d words for %d hashes: %.2f%% false positives", len(f), entries, 100*rate)
+	if rate > 0.08 {
+		t.Errorf("%.2f%% false positives at %d hashes, want at most 8%%", 100*rate, entries)
+	}
+	var none dedupFilter // no filter: every hash may be there
+	if !none.mayHave(1) {
+		t.Error("an empty filter said no")
+	}
 }

@@ -100,7 +100,7 @@ func (f *FSM) reset() {
 	f.idles = btree.NewG(btreeDegree, timerLess)
 	f.elevated = map[string]bool{}
 	f.ended = newEndedStore()
-	f.dedup = newDedupTable()
+	f.dedup = newDedupTable(f.cfg.MaxDedup)
 	f.events.reset()
 	if f.notify == nil {
 		f.notify = make(chan struct{})
@@ -177,7 +177,7 @@ func (f *FSM) applyCommand(c *pb.Command) *pb.Result {
 	}
 	f.now = now
 	if c.RequestId != "" {
-		f.dedup.put(h, key, now, r, f.cfg.MaxDedup)
+		f.dedup.put(h, key, now, r)
 	}
 	f.dedup.expire(now - f.cfg.DedupWindowMs)
 	return r

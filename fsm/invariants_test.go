@@ -489,6 +489,9 @@ func checkShard(f *FSM) error {
 			}
 			seen[k] = true
 			h := f.dedup.hash(k)
+			if !gen.filter.mayHave(h) {
+				return fmt.Errorf("dedup: key %v of generation %d is not in its filter", k, gi)
+			}
 			if gen.find(h, k) != s {
 				return fmt.Errorf("dedup: key %v of generation %d is not found by its hash", k, gi)
 			}
