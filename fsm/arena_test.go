@@ -58,6 +58,7 @@ func TestByteArenaNeverMovesWhatItHolds(t *testing.T) {
 // the values pushed before it.
 func TestChunkListNeverMovesWhatItHolds(t *testing.T) {
 	var c chunkList[[2]int]
+	var view chunkList[[2]int]
 	ptrs := make([]*[2]int, 0, 5000)
 	for i := range 5000 {
 		if got := c.push([2]int{i, -i}); got != i {
@@ -65,12 +66,7 @@ func TestChunkListNeverMovesWhatItHolds(t *testing.T) {
 		}
 		ptrs = append(ptrs, c.at(i))
 		if i == 2500 {
-			v := c.view()
-			defer func() {
-				if v.len() != 2501 || *v.at(2500) != [2]int{2500, -2500} || *v.at(0) != [2]int{0, 0} {
-					t.Errorf("view: len %d, last %v", v.len(), *v.at(v.len()-1))
-				}
-			}()
+			view = c.view()
 		}
 	}
 	for i, p := range ptrs {
@@ -80,5 +76,8 @@ func TestChunkListNeverMovesWhatItHolds(t *testing.T) {
 	}
 	if c.len() != 5000 {
 		t.Fatalf("len %d, want 5000", c.len())
+	}
+	if view.len() != 2501 || *view.at(0) != [2]int{0, 0} || *view.at(2500) != [2]int{2500, -2500} {
+		t.Errorf("view taken at 2,501 values: len %d, first %v, last %v", view.len(), *view.at(0), *view.at(view.len() - 1))
 	}
 }
