@@ -129,7 +129,7 @@ func measureCluster(ctx context.Context, o *options, e *clusterEnv, progress io.
 	w := newWindow(names, pids, termsOf)
 	var commits0 atomic.Uint64
 	ro := runOpts{conc: o.conc, cpuProfile: o.cpuProfile, warmup: o.warmup, duration: o.duration, surge: o.surge,
-		opTimeout: o.opTimeout, progress: progress, label: label, events: e.t.events,
+		opTimeout: o.opTimeout, progress: progress, label: label, events: e.t.events, gcPercent: o.gcPercent,
 		onStart: func() { commits0.Store(commits()); w.begin() }}
 	m := runW1(ctx, e.t, ro)
 	r := newResult("w1", ro, int(e.t.cl.Shards()), m)

@@ -125,7 +125,7 @@ func runFailoverCmd(ctx context.Context, o *options, stdout, stderr io.Writer) e
 	rec := newRecovery(int(e.t.cl.Shards()))
 	stop := make(chan struct{})
 	ro := runOpts{conc: o.conc, cpuProfile: o.cpuProfile, warmup: o.warmup, surge: o.surge, opTimeout: o.opTimeout,
-		progress: stderr, label: "failover ", ack: rec.ack, stop: stop, events: e.t.events}
+		progress: stderr, label: "failover ", ack: rec.ack, stop: stop, events: e.t.events, gcPercent: o.gcPercent}
 	done := make(chan measured, 1)
 	go func() { done <- runW1(ctx, e.t, ro) }()
 	defer func() {

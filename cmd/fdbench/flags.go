@@ -34,6 +34,7 @@ type options struct {
 	clients    int
 	batch      int
 	clientLog  string // --client-log
+	gcPercent  int    // --gc-percent: fdbench's own, while it loads a cluster
 
 	sharedLog    bool // inproc
 	sharedLinger time.Duration
@@ -90,6 +91,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		})
 		fs.IntVar(&o.clients, "clients", 1, "client.Client instances (each with its own connection per node), used in turn")
 		fs.StringVar(&o.clientLog, "client-log", "", "write the client's debug log (retries, redirects, shard map refreshes), ops slower than 250 ms and, for failover, each kill and each shard's recovery to this file as JSON lines")
+		fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "fdbench's own garbage collector target (runtime/debug.SetGCPercent) while it loads the cluster, not the nodes'; 0 or less: the runtime's (GOGC). The ceiling, which runs raft in this process, always runs with the runtime's")
 		fs.IntVar(&o.batch, "batch", client.DefaultBatchCalls, "client batching (client.WithBatching): up to this many concurrent calls to a node per Batch RPC; 0 = off, every call its own RPC")
 	}
 	if cmd == "ceiling" {

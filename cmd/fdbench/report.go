@@ -51,9 +51,11 @@ type result struct {
 	// Nodes are the frontdeskd processes (w1 --local), or this process
 	// holding the in-process raft nodes (ceiling).
 	Nodes []procUsage `json:"nodes"`
-	// Bench is this process (the load generator).
-	Bench   procUsage `json:"bench"`
-	LoadAvg struct {
+	// Bench is this process (the load generator); BenchGCPercent its GC
+	// target during the run when --gc-percent set one.
+	Bench          procUsage `json:"bench"`
+	BenchGCPercent int       `json:"bench_gc_percent,omitempty"`
+	LoadAvg        struct {
 		Start string `json:"start"`
 		End   string `json:"end"`
 	} `json:"loadavg"`
@@ -62,7 +64,7 @@ type result struct {
 // newResult fills a result from a run.
 func newResult(mode string, o runOpts, shards int, m measured) result {
 	r := result{Mode: mode, Workload: "W1", Concurrency: o.conc, DurationS: m.elapsed.Seconds(),
-		WarmupS: o.warmup.Seconds(), Shards: shards}
+		WarmupS: o.warmup.Seconds(), Shards: shards, BenchGCPercent: max(o.gcPercent, 0)}
 	if o.surge {
 		r.Workload = "W1-surge"
 	}

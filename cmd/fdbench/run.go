@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -83,7 +84,19 @@ type runOpts struct {
 	// events, if set, is told of every op slower than slowOp (and every
 	// failed op), with its merchant, shard, start and end.
 	events *slog.Logger
+	// gcPercent, if positive, is this process's GC target during the run
+	// (restored after).
+	gcPercent int
 }
+
+// defaultGCPercent is --gc-percent's default: the runtime's own. fdbench
+// shares the cores with the nodes it loads and its heap is small, so it
+// collects many times a second, each time scanning every client
+// goroutine's stack; 400 cut its CPU per op by 11–17% (BENCHMARKS.md,
+// fourteenth session), which the nodes got at 1,024 clients (+6% ops/s)
+// but not at 256 (−1.5%, p99 +2 ms on the means of four pairs, inside the
+// noise). Not the default: figures stay comparable with earlier runs.
+const defaultGCPercent = 0
 
 // slowOp is how long an op takes before runOpts.events hears of it.
 const slowOp = 250 * time.Millisecond
@@ -110,6 +123,9 @@ type measured struct {
 // unmeasured, then o.duration (or until ctx ends) measured. Ops count if
 // they complete inside the measured window.
 func runW1(ctx context.Context, t target, o runOpts) measured {
+	if o.gcPercent > 0 {
+		defer debug.SetGCPercent(debug.SetGCPercent(o.gcPercent))
+	}
 	z := newZipf(w1Merchants, w1ZipfS, w1ZipfV)
 	ids := make([]string, w1Merchants)
 	for k := range ids {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func checkJSON(t *testing.T, out []byte, nodes int) map[string]any {
 	return r
 }
 
-// TestW1LocalSmoke runs `fdbench w1 --local 3 -d 3s -c 8 --batch 32 --json`:
+// TestW1LocalSmoke runs `fdbench w1 --local 3 -d 3s -c 8 --batch 32 --gc-percent 400 --json`:
 // three real frontdeskd processes built from this module, or the binary
 // named by $FDBENCH_FRONTDESKD, called with client batching on.
 func TestW1LocalSmoke(t *testing.T) {
@@ -55,11 +56,13 @@ func TestW1LocalSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	clientLog := filepath.Join(t.TempDir(), "client.jsonl")
-	args := []string{"w1", "--local", "3", "-d", "3s", "-c", "8", "--json", "--warmup", "500ms", "--setup-c", "64", "--batch", "32",
+	args := []string{"w1", "--local", "3", "-d", "3s", "-c", "8", "--json", "--warmup", "500ms", "--setup-c", "64", "--batch", "32", "--gc-percent", "400",
 		"--client-log", clientLog}
 	if bin := os.Getenv("FDBENCH_FRONTDESKD"); bin != "" {
 		args = append(args, "--frontdeskd", bin)
 	}
+	gcBefore := debug.SetGCPercent(100)
+	debug.SetGCPercent(gcBefore)
 	var out, errs bytes.Buffer
 	err := run(ctx, args, &out, &errs)
 	t.Logf("stderr:\n%s", errs.String())
@@ -69,6 +72,14 @@ func TestW1LocalSmoke(t *testing.T) {
 	r := checkJSON(t, out.Bytes(), 3)
 	if r["mode"] != "w1" || r["shards"] != 16.0 || r["batch"] != 32.0 {
 		t.Errorf("mode %v, shards %v, batch %v; want w1, 16 and 32", r["mode"], r["shards"], r["batch"])
+	}
+	// fdbench's own GC target is --gc-percent's during the run, and the
+	// process's again after it.
+	if r["bench_gc_percent"] != 400.0 {
+		t.Errorf("bench_gc_percent = %v, want 400 (--gc-percent)", r["bench_gc_percent"])
+	}
+	if now := debug.SetGCPercent(gcBefore); now != gcBefore {
+		t.Errorf("GC percent after the run %d, want %d as before it", now, gcBefore)
 	}
 	if r["errors"] != 0.0 {
 		t.Errorf("errors = %v (last: %v), want 0 on a healthy cluster", r["errors"], r["last_error"])
@@ -116,8 +127,8 @@ func TestCeilingSmoke(t *testing.T) {
 		t.Fatalf("fdbench ceiling: %v", err)
 	}
 	r := checkJSON(t, out.Bytes(), 1)
-	if r["mode"] != "ceiling" || r["errors"] != 0.0 {
-		t.Errorf("mode %v, errors %v; want ceiling and 0", r["mode"], r["errors"])
+	if r["mode"] != "ceiling" || r["errors"] != 0.0 || r["bench_gc_percent"] != nil {
+		t.Errorf("mode %v, errors %v, bench_gc_percent %v; want ceiling, 0 and none (the ceiling runs raft in this process: the runtime's GC target)", r["mode"], r["errors"], r["bench_gc_percent"])
 	}
 	// A CPU profile is gzipped protobuf.
 	if b, err := os.ReadFile(prof); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
