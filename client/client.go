@@ -28,8 +28,10 @@ type Client struct {
 	closeCtx context.Context
 	close    context.CancelFunc
 
+	// endpoints maps a base URL to its *endpoint, made once under mu and
+	// read without it (every call looks its node up).
 	mu        sync.Mutex
-	endpoints map[string]*endpoint
+	endpoints sync.Map
 }
 
 // endpoint holds the service clients of one node.
@@ -62,7 +64,7 @@ func New(ctx context.Context, addrs []string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, hc: cfg.httpClient, routes: r, endpoints: make(map[string]*endpoint)}
+	c := &Client{cfg: cfg, hc: cfg.httpClient, routes: r}
 	if c.hc == nil {
 		c.hc, c.ownHTTP = &http.Client{Transport: newTransport(cfg.tls)}, true
 	}
@@ -151,10 +153,13 @@ func (c *Client) Close() error {
 
 // endpoint returns the service clients of a base URL, made once.
 func (c *Client) endpoint(addr string) *endpoint {
+	if ep, ok := c.endpoints.Load(addr); ok {
+		return ep.(*endpoint)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ep, ok := c.endpoints[addr]; ok {
-		return ep
+	if ep, ok := c.endpoints.Load(addr); ok {
+		return ep.(*endpoint)
 	}
 	ep := &endpoint{
 		addr:     addr,
@@ -167,7 +172,7 @@ func (c *Client) endpoint(addr string) *endpoint {
 	if c.cfg.batchMax > 0 {
 		ep.batch = newBatcher(c, ep, c.cfg.batchMax, c.cfg.batchStall)
 	}
-	c.endpoints[addr] = ep
+	c.endpoints.Store(addr, ep)
 	return ep
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -44,10 +45,29 @@ type routes struct {
 	gen      uint64     // counts applied shard maps
 
 	refreshing chan struct{} // a one-slot lock that honours contexts
+
+	// view is a copy of shards and leaders for reads without mu: every
+	// call reads them (its shard, its target) and they change only with
+	// a shard map or a leader hint, while calls from many goroutines
+	// contended for mu (BENCHMARKS.md, fourteenth session).
+	view atomic.Pointer[routeView]
+}
+
+// routeView is an immutable copy of routes' shard count and leaders.
+type routeView struct {
+	shards  uint32
+	leaders []string
+}
+
+// publishLocked copies shards and leaders into view; callers hold mu and
+// call it after changing either.
+func (r *routes) publishLocked() {
+	r.view.Store(&routeView{shards: r.shards, leaders: slices.Clone(r.leaders)})
 }
 
 func newRoutes(scheme string, seeds []string) (*routes, error) {
 	r := &routes{scheme: scheme, refreshing: make(chan struct{}, 1)}
+	r.view.Store(&routeView{})
 	for _, s := range seeds {
 		u, err := baseURL(scheme, s)
 		if err != nil {
@@ -84,11 +104,7 @@ func (r *routes) url(addr string) string {
 	return u
 }
 
-func (r *routes) shardCount() uint32 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.shards
-}
+func (r *routes) shardCount() uint32 { return r.view.Load().shards }
 
 func (r *routes) generation() uint64 {
 	r.mu.Lock()
@@ -118,12 +134,11 @@ func (r *routes) anyLocked(avoid string) string {
 
 // leader returns the cached leader of a shard, or "" when unknown.
 func (r *routes) leader(shard uint32) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if shard >= uint32(len(r.leaders)) {
+	v := r.view.Load()
+	if shard >= uint32(len(v.leaders)) {
 		return ""
 	}
-	return r.leaders[shard]
+	return v.leaders[shard]
 }
 
 // target picks the address of an attempt. Shard calls go to the cached
@@ -132,6 +147,11 @@ func (r *routes) leader(shard uint32) string {
 // that failed go to the shard's replicas in rotation. failed is the
 // address of the previous failed attempt, "" if none.
 func (r *routes) target(shard int, anyReplica bool, failed string) string {
+	if v := r.view.Load(); shard >= 0 && shard < len(v.leaders) {
+		if l := v.leaders[shard]; l != "" && l != failed {
+			return l
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if shard < 0 || shard >= len(r.leaders) {
@@ -163,6 +183,7 @@ func (r *routes) setLeader(shard uint32, addr string) {
 	defer r.mu.Unlock()
 	if shard < uint32(len(r.leaders)) {
 		r.leaders[shard] = addr
+		r.publishLocked()
 	}
 	r.learnLocked(addr)
 }
@@ -173,6 +194,7 @@ func (r *routes) forget(shard int, addr string) {
 	defer r.mu.Unlock()
 	if shard >= 0 && shard < len(r.leaders) && r.leaders[shard] == addr {
 		r.leaders[shard] = ""
+		r.publishLocked()
 	}
 }
 
@@ -226,6 +248,7 @@ func (r *routes) apply(m *pb.GetShardMapResponse) error {
 		}
 		r.replicas[s] = reps
 	}
+	r.publishLocked()
 	r.gen++
 	return nil
 }

@@ -312,3 +312,39 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("Consult went to %v, want node 1 once", nodesOf(calls))
 	}
 }
+
+// A shard map, a leader hint and a forgotten leader each show at once in
+// what calls read without the lock (the shard count, the target, the
+// leader).
+func TestRouteReadsSeeEveryChange(t *testing.T) {
+	r, err := newRoutes("http", []string{"seed:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.shardCount(); n != 0 {
+		t.Fatalf("no shard map yet: %d shards", n)
+	}
+	m := &pb.GetShardMapResponse{Shards: 4, Nodes: []*pb.Node{{Id: "n1", ApiAddr: "a:1"}, {Id: "n2", ApiAddr: "b:1"}}}
+	for s := range uint32(4) {
+		m.ShardInfos = append(m.ShardInfos, &pb.ShardInfo{Shard: s, LeaderId: "n1", VoterIds: []string{"n1", "n2"}})
+	}
+	if err := r.apply(m); err != nil {
+		t.Fatal(err)
+	}
+	if n, l := r.shardCount(), r.target(2, false, ""); n != 4 || l != "http://a:1" {
+		t.Fatalf("after the map: %d shards, shard 2 to %q; want 4 and http://a:1", n, l)
+	}
+	r.setLeader(2, "http://b:1")
+	if l := r.target(2, false, ""); l != "http://b:1" || r.leader(2) != "http://b:1" {
+		t.Fatalf("after a hint naming b: shard 2 to %q, leader %q", l, r.leader(2))
+	}
+	r.forget(2, "http://b:1")
+	if l := r.leader(2); l != "" {
+		t.Fatalf("after forgetting b: leader %q, want none", l)
+	}
+	for range 4 { // with no leader, calls go to the known nodes in rotation
+		if l := r.target(2, false, "http://a:1"); l == "http://a:1" {
+			t.Fatalf("after forgetting b: a call that just failed on a goes to a again")
+		}
+	}
+}
