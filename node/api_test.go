@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"log/slog"
 	"net"
@@ -168,6 +169,10 @@ func TestBadInputOverTheWire(t *testing.T) {
 			}
 		})
 	}
+	validConsult, err := proto.Marshal(&pb.ConsultRequest{RequestId: "r-utf8", Consult: &pb.Consult{MerchantId: "m1", BuyerId: "b-utf8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw := []struct {
 		name, contentType, body string
 		status                  int
@@ -175,6 +180,9 @@ func TestBadInputOverTheWire(t *testing.T) {
 		{"malformed json", "application/json", `{"requestId": "r", "consult": {`, http.StatusBadRequest},
 		{"wrong json type", "application/json", `{"requestId": 5}`, http.StatusBadRequest},
 		{"malformed protobuf", "application/proto", "\x0a\xff\xff\xff", http.StatusBadRequest},
+		// A well-formed consult whose request id (repeated last: it wins)
+		// is not UTF-8, which proto3 strings must be.
+		{"string not UTF-8", "application/proto", string(validConsult) + "\x0a\x02\xff\xfe", http.StatusBadRequest},
 	}
 	for _, tc := range raw {
 		t.Run(tc.name, func(t *testing.T) {
