@@ -105,16 +105,22 @@ func newDedupGen(entries int) dedupGen {
 }
 
 // dedupFilter is a blocked Bloom filter of 64-bit hashes: three bits in one
-// word per hash, about 8 bits per entry (a few percent of false
-// positives). It answers "no" or "maybe", never a wrong "no". Measured in
-// W1 at 1,024 clients before it: the index probes of the two generations
-// (mostly misses: cache misses in maps of 50,000 entries) were 5% of the
-// nodes' CPU (BENCHMARKS.md, fourteenth session).
+// word per hash, 8–16 bits per entry (10.5 for the default 50,000 per
+// generation: 2% false positives). It answers "no" or "maybe", never a
+// wrong "no". Measured in W1 at 1,024 clients before it: the index probes
+// of the two generations (mostly misses: cache misses in maps of 50,000
+// entries) were 5% of the nodes' CPU (BENCHMARKS.md, fourteenth session).
 type dedupFilter []uint64
+
+// maxFilterWords caps a filter at 512 KiB: it is allocated whole with its
+// generation, and a MaxDedup of millions would otherwise cost that many
+// bytes per shard up front. Past ~500,000 entries a generation's filter
+// answers "maybe" more often, never wrongly.
+const maxFilterWords = 1 << 16
 
 func newDedupFilter(entries int) dedupFilter {
 	words := 1
-	for words*64 < entries*8 {
+	for words*64 < entries*8 && words < maxFilterWords {
 		words *= 2
 	}
 	return make(dedupFilter, words)

@@ -152,4 +152,7 @@ func TestDedupFilter(t *testing.T) {
 	if !none.mayHave(1) {
 		t.Error("an empty filter said no")
 	}
+	if n := len(newDedupFilter(1 << 29)); n != maxFilterWords {
+		t.Errorf("a filter for 2^29 entries has %d words, want the cap %d", n, maxFilterWords)
+	}
 }
