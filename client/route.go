@@ -37,8 +37,6 @@ type routes struct {
 	scheme string
 
 	mu       sync.Mutex
-	shards   uint32
-	leaders  []string   // per shard; "" when unknown
 	replicas [][]string // per shard: voters' addresses
 	addrs    []string   // seeds, then addresses learned from the map
 	next     int        // rotation through addrs
@@ -46,23 +44,31 @@ type routes struct {
 
 	refreshing chan struct{} // a one-slot lock that honours contexts
 
-	// view is a copy of shards and leaders for reads without mu: every
-	// call reads them (its shard, its target) and they change only with
-	// a shard map or a leader hint, while calls from many goroutines
-	// contended for mu (BENCHMARKS.md, fourteenth session).
+	// view holds the shard count and each shard's leader, read without
+	// mu: every call reads them (its shard, its target) and they change
+	// only with a shard map or a leader hint, while calls from many
+	// goroutines contended for mu (BENCHMARKS.md, fourteenth session).
+	// Writers hold mu and replace it whole.
 	view atomic.Pointer[routeView]
 }
 
-// routeView is an immutable copy of routes' shard count and leaders.
+// routeView is the shard count and each shard's leader ("" when unknown);
+// never changed once stored.
 type routeView struct {
 	shards  uint32
 	leaders []string
 }
 
-// publishLocked copies shards and leaders into view; callers hold mu and
-// call it after changing either.
-func (r *routes) publishLocked() {
-	r.view.Store(&routeView{shards: r.shards, leaders: slices.Clone(r.leaders)})
+// setLeaderLocked stores a view with shard's leader set to addr, if the
+// shard exists; callers hold mu.
+func (r *routes) setLeaderLocked(shard int, addr string) {
+	v := r.view.Load()
+	if shard < 0 || shard >= len(v.leaders) {
+		return
+	}
+	leaders := slices.Clone(v.leaders)
+	leaders[shard] = addr
+	r.view.Store(&routeView{shards: v.shards, leaders: leaders})
 }
 
 func newRoutes(scheme string, seeds []string) (*routes, error) {
@@ -154,10 +160,11 @@ func (r *routes) target(shard int, anyReplica bool, failed string) string {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if shard < 0 || shard >= len(r.leaders) {
+	v := r.view.Load()
+	if shard < 0 || shard >= len(v.leaders) {
 		return r.anyLocked(failed)
 	}
-	l := r.leaders[shard]
+	l := v.leaders[shard]
 	if l != "" && l != failed {
 		return l
 	}
@@ -181,10 +188,7 @@ func (r *routes) target(shard int, anyReplica bool, failed string) string {
 func (r *routes) setLeader(shard uint32, addr string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if shard < uint32(len(r.leaders)) {
-		r.leaders[shard] = addr
-		r.publishLocked()
-	}
+	r.setLeaderLocked(int(shard), addr)
 	r.learnLocked(addr)
 }
 
@@ -192,9 +196,8 @@ func (r *routes) setLeader(shard uint32, addr string) {
 func (r *routes) forget(shard int, addr string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if shard >= 0 && shard < len(r.leaders) && r.leaders[shard] == addr {
-		r.leaders[shard] = ""
-		r.publishLocked()
+	if shard >= 0 && r.leader(uint32(shard)) == addr {
+		r.setLeaderLocked(shard, "")
 	}
 }
 
@@ -223,9 +226,9 @@ func (r *routes) apply(m *pb.GetShardMapResponse) error {
 		}
 	}
 	n := m.GetShards()
-	if r.shards != n {
-		r.shards = n
-		r.leaders = make([]string, n)
+	leaders := slices.Clone(r.view.Load().leaders)
+	if uint32(len(leaders)) != n {
+		leaders = make([]string, n)
 		r.replicas = make([][]string, n)
 	}
 	for _, si := range m.GetShardInfos() {
@@ -233,12 +236,12 @@ func (r *routes) apply(m *pb.GetShardMapResponse) error {
 		if s >= n {
 			continue
 		}
-		r.leaders[s] = ""
+		leaders[s] = ""
 		if a := si.GetLeaderApiAddr(); a != "" {
-			r.leaders[s] = r.url(a)
-			r.learnLocked(r.leaders[s])
+			leaders[s] = r.url(a)
+			r.learnLocked(leaders[s])
 		} else if a, ok := nodes[si.GetLeaderId()]; ok {
-			r.leaders[s] = a
+			leaders[s] = a
 		}
 		var reps []string
 		for _, id := range si.GetVoterIds() {
@@ -248,7 +251,7 @@ func (r *routes) apply(m *pb.GetShardMapResponse) error {
 		}
 		r.replicas[s] = reps
 	}
-	r.publishLocked()
+	r.view.Store(&routeView{shards: n, leaders: leaders})
 	r.gen++
 	return nil
 }
