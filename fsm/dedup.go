@@ -95,14 +95,12 @@ func (g *dedupGen) decode(s *dedupSlot) *pb.Result {
 // never what a lookup answers (keys are compared whole), so replicas still
 // agree.
 func newDedupTable(max int) dedupTable {
-	return dedupTable{seed: maphash.MakeSeed(), max: max, cur: newDedupGen(max / 2), old: newDedupGen(max / 2)}
+	return dedupTable{seed: maphash.MakeSeed(), max: max, cur: newDedupGen(), old: newDedupGen()}
 }
 
-// newDedupGen returns an empty generation whose filter is sized for
-// entries.
-func newDedupGen(entries int) dedupGen {
-	return dedupGen{index: make(map[uint64]int32), filter: newDedupFilter(entries)}
-}
+// newDedupGen returns an empty generation, without a filter until
+// dedupTable.putIn gives it one.
+func newDedupGen() dedupGen { return dedupGen{index: make(map[uint64]int32)} }
 
 // dedupFilter is a blocked Bloom filter of 64-bit hashes: three bits in one
 // word per hash, 8–16 bits per entry (10.5 for the default 50,000 per
@@ -215,7 +213,7 @@ func (g *dedupGen) view() dedupGen {
 
 // put remembers a result for a key in neither generation, whose hash is h.
 func (d *dedupTable) put(h uint64, key dedupKey, now int64, r *pb.Result) {
-	d.cur.put(h, key, now, r)
+	d.putIn(&d.cur, h, key, now, r)
 	if d.cur.slots.len() >= d.max/2 {
 		d.cur, d.old = d.old, d.cur
 		d.cur.drop()
@@ -228,7 +226,16 @@ func (d *dedupTable) restore(key dedupKey, now int64, r *pb.Result, older bool) 
 	if older {
 		g = &d.old
 	}
-	g.put(d.hash(key), key, now, r)
+	d.putIn(g, d.hash(key), key, now, r)
+}
+
+// putIn puts into g, first giving it its filter if it has none: a shard
+// that never sees a command allocates none (a node opens up to 64 shards).
+func (d *dedupTable) putIn(g *dedupGen, h uint64, key dedupKey, now int64, r *pb.Result) {
+	if g.filter == nil {
+		g.filter = newDedupFilter(d.max / 2)
+	}
+	g.put(h, key, now, r)
 }
 
 // expire drops the older generation once all of it is older than cutoff.

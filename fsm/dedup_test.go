@@ -11,7 +11,7 @@ import (
 
 // Keys whose hashes collide are told apart by comparing them whole.
 func TestDedupCollisionsCompareWholeKeys(t *testing.T) {
-	g := newDedupGen(16)
+	g := newDedupGen()
 	const h = 42 // every key below gets the same hash
 	keys := []dedupKey{{"m1", "r1"}, {"m1", "r2"}, {"m2", "r1"}, {"m1r", "1"}, {"", "m1r1"}}
 	for i, k := range keys {
@@ -154,5 +154,23 @@ func TestDedupFilter(t *testing.T) {
 	}
 	if n := len(newDedupFilter(1 << 29)); n != maxFilterWords {
 		t.Errorf("a filter for 2^29 entries has %d words, want the cap %d", n, maxFilterWords)
+	}
+}
+
+// A generation gets its filter with its first entry, put or restored: an
+// idle shard's table allocates none.
+func TestDedupFilterWithFirstEntry(t *testing.T) {
+	d := newDedupTable(100_000)
+	if d.cur.filter != nil || d.old.filter != nil {
+		t.Fatal("a new table already has filters")
+	}
+	k := dedupKey{merchant: "m", request: "r1"}
+	d.put(d.hash(k), k, 1, &pb.Result{})
+	d.restore(dedupKey{merchant: "m", request: "r0"}, 0, &pb.Result{}, true)
+	if len(d.cur.filter) != 8192 || len(d.old.filter) != 8192 {
+		t.Fatalf("filters of %d and %d words after an entry each, want 8,192 (50,000 entries)", len(d.cur.filter), len(d.old.filter))
+	}
+	if _, ok := d.get(d.hash(k), k); !ok {
+		t.Fatal("the entry is not found")
 	}
 }
