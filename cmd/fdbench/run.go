@@ -92,7 +92,7 @@ type runOpts struct {
 // defaultGCPercent is --gc-percent's default: the runtime's own. fdbench
 // shares the cores with the nodes it loads and its heap is small, so it
 // collects many times a second, each time scanning every client
-// goroutine's stack; 400 cut its CPU per op by 11–17% (BENCHMARKS.md,
+// goroutine's stack; 400 cut its CPU per op by 10–20% (BENCHMARKS.md,
 // fourteenth session), which the nodes got at 1,024 clients (+6% ops/s)
 // but not at 256 (−1.5%, p99 +2 ms on the means of four pairs, inside the
 // noise). Not the default: figures stay comparable with earlier runs.
