@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +61,7 @@ func TestThreeNodeFlow(t *testing.T) {
 	c.WaitReady(60 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	checkGCTuned(t, c.Nodes[0].APIAddr)
 	cl, err := client.New(ctx, c.APIAddrs(), client.WithRetry(20*time.Millisecond, 200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -264,4 +270,33 @@ func checkLimits(t *testing.T, ctx context.Context, cl *client.Client, id string
 func eventually(t *testing.T, d time.Duration, f func() error) {
 	t.Helper()
 	testutil.Eventually(t, d, 50*time.Millisecond, f)
+}
+
+// checkGCTuned checks that frontdeskd applied its --gc-headroom (on by
+// default): the collector's target its /metrics reports is above the
+// runtime's 100%, which only the tuner sets.
+func checkGCTuned(t *testing.T, apiAddr string) {
+	t.Helper()
+	if v := os.Getenv("GOGC"); v != "" {
+		t.Logf("GOGC=%s is set for the nodes: --gc-headroom is not applied, not checked", v)
+		return
+	}
+	resp, err := http.Get("http://" + apiAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_gc_gogc_percent "); ok {
+			if p, err := strconv.ParseFloat(v, 64); err != nil || p <= 100 {
+				t.Fatalf("go_gc_gogc_percent %q: want above 100, set by --gc-headroom", v)
+			}
+			return
+		}
+	}
+	t.Fatal("no go_gc_gogc_percent on /metrics")
 }

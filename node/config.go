@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/frontdeskhq/frontdesk/dispatch"
+	"github.com/frontdeskhq/frontdesk/internal/gctune"
 	"github.com/frontdeskhq/frontdesk/shard"
 )
 
@@ -69,6 +70,14 @@ type Config struct {
 	ConsultRate      float64 // --consult-rate: per-merchant consults/s admitted on this node (0: unlimited)
 	ConsultBurst     int     // --consult-burst
 	StreamsPerCaller int     // --streams-per-caller: open event streams per caller (0: unlimited)
+
+	// GCHeadroom (--gc-headroom, default DefaultGCHeadroom; 0: off) is how
+	// far the Go heap may grow beyond what the last collection found live
+	// before the next one starts, never less than the runtime's doubling
+	// (internal/gctune). frontdeskd applies it to its process; GOGC in the
+	// environment overrides it. Node.Start does not: the collector's target
+	// is the process's, not a node's.
+	GCHeadroom uint64
 
 	// Testing knobs (no flags).
 	FastRaft bool // tight Raft and gossip timings for tests on loopback
@@ -143,6 +152,8 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 		c.RaftNoQuiet = !on
 		return nil
 	})
+	c.GCHeadroom = DefaultGCHeadroom
+	fs.Var((*sizeFlag)(&c.GCHeadroom), "gc-headroom", "how much the Go heap may grow beyond what the last garbage collection found live before the next one starts, never less than doubling (0: the runtime's doubling, GOGC=100). Fewer collections under load, each of which stalls the node's Raft pipeline for tens of milliseconds; costs up to this much more memory. GOGC in the environment overrides it; GOMEMLIMIT still caps the heap")
 	fs.DurationVar(&c.RaftCoalesceWindow, "raft-coalesce-window", 0, "how long a shard's heartbeat may wait to travel with other shards' to the same node, in one write (0: a 25th of the heartbeat timeout; negative: each on its own)")
 	// Environment first, so that flags given on the command line win.
 	var envErr error
@@ -264,6 +275,25 @@ func (c *Config) Validate() error {
 	if c.LeaderSettle <= 0 {
 		c.LeaderSettle = 5 * time.Second
 	}
+	return nil
+}
+
+// DefaultGCHeadroom is --gc-headroom's default: a node under W1 then
+// collects every few seconds instead of every second, for up to 512 MiB
+// more heap (BENCHMARKS.md, "The collector's bursts").
+const DefaultGCHeadroom = 512 << 20
+
+// sizeFlag is a byte count flag read by gctune.ParseSize ("512MiB", "1GiB").
+type sizeFlag uint64
+
+func (f *sizeFlag) String() string { return gctune.FormatSize(uint64(*f)) }
+
+func (f *sizeFlag) Set(v string) error {
+	n, err := gctune.ParseSize(v)
+	if err != nil {
+		return err
+	}
+	*f = sizeFlag(n)
 	return nil
 }
 

@@ -15,7 +15,8 @@ func TestParseFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.APIAddr != ":7420" || c.RaftAddr != ":7421" || c.GossipAddr != ":7422" || c.Shards != 16 || c.TickInterval != time.Second ||
-			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.LogStore != LogStoreAuto || c.RaftHeartbeatTimeout != 0 || c.RaftCommitTimeout != 0 || c.RaftNoQuiet {
+			c.Replication != 3 || c.DeadAfter != 30*time.Second || c.LogStore != LogStoreAuto || c.RaftHeartbeatTimeout != 0 || c.RaftCommitTimeout != 0 || c.RaftNoQuiet ||
+			c.GCHeadroom != DefaultGCHeadroom {
 			t.Fatalf("unexpected defaults: %+v", c)
 		}
 	})
@@ -25,14 +26,20 @@ func TestParseFlags(t *testing.T) {
 			"FRONTDESK_JOIN": "h1:7422, h2:7422", "FRONTDESK_BOOTSTRAP_EXPECT": "3",
 			"FRONTDESK_DEAD_AFTER": "3s", "FRONTDESK_REPLICATION": "5", "FRONTDESK_SHARED_LOG": "true",
 			"FRONTDESK_RAFT_HEARTBEAT_TIMEOUT": "1s", "FRONTDESK_RAFT_COMMIT_TIMEOUT": "100ms", "FRONTDESK_RAFT_QUIET": "false",
+			"FRONTDESK_GC_HEADROOM": "1GiB",
 		}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c.ID != "envid" || c.DataDir != "/e" || c.Shards != 8 || c.BootstrapExpect != 3 ||
 			len(c.Join) != 2 || c.Join[1] != "h2:7422" || c.DeadAfter != 3*time.Second || c.Replication != 5 || c.LogStore != LogStoreShared ||
-			c.RaftHeartbeatTimeout != time.Second || c.RaftCommitTimeout != 100*time.Millisecond || !c.RaftNoQuiet {
+			c.RaftHeartbeatTimeout != time.Second || c.RaftCommitTimeout != 100*time.Millisecond || !c.RaftNoQuiet ||
+			c.GCHeadroom != 1<<30 {
 			t.Fatalf("got %+v", c)
+		}
+		c, err = ParseFlags("x", []string{"--id", "a", "--data-dir", "/d", "--gc-headroom", "0"}, env(map[string]string{"FRONTDESK_GC_HEADROOM": "1GiB"}))
+		if err != nil || c.GCHeadroom != 0 {
+			t.Fatalf("--gc-headroom 0 over the environment's 1GiB: %v, %v", c.GCHeadroom, err)
 		}
 	})
 	t.Run("dev", func(t *testing.T) {
@@ -70,6 +77,8 @@ func TestParseFlags(t *testing.T) {
 		{"negative commit timeout", []string{"--id", "a", "--data-dir", "/d", "--raft-commit-timeout", "-1s"}, nil, "--raft-commit-timeout"},
 		{"coalesce window too long", []string{"--id", "a", "--data-dir", "/d", "--raft-coalesce-window", "200ms"}, nil, "--raft-coalesce-window"},
 		{"coalesce window too long for the heartbeat", []string{"--id", "a", "--data-dir", "/d", "--raft-heartbeat-timeout", "200ms", "--raft-coalesce-window", "50ms"}, nil, "--raft-coalesce-window"},
+		{"bad gc headroom", []string{"--id", "a", "--data-dir", "/d", "--gc-headroom", "1.5GiB"}, nil, "gc-headroom"},
+		{"bad gc headroom in env", []string{"--id", "a", "--data-dir", "/d"}, map[string]string{"FRONTDESK_GC_HEADROOM": "lots"}, "FRONTDESK_GC_HEADROOM"},
 		{"negative expect", []string{"--id", "a", "--data-dir", "/d", "--bootstrap-expect", "-1"}, nil, "--bootstrap-expect"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/frontdeskhq/frontdesk/internal/gctune"
 	"github.com/frontdeskhq/frontdesk/node"
 )
 
@@ -30,6 +32,18 @@ func run(args []string) int {
 		return 2
 	}
 	log := newLogger(cfg)
+	if cfg.GCHeadroom > 0 {
+		tuner, err := gctune.Start(cfg.GCHeadroom, os.Getenv)
+		switch {
+		case errors.Is(err, gctune.ErrGOGCSet):
+			log.Info("GOGC is set: --gc-headroom is not applied", "GOGC", os.Getenv("GOGC"))
+		case err != nil:
+			log.Error("cannot start", "err", err)
+			return 1
+		default:
+			defer tuner.Stop()
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.Start(cfg, log)
