@@ -1,21 +1,22 @@
 // Package gctune gives the Go garbage collector a fixed amount of heap
 // headroom instead of a fixed ratio: after every collection it sets the
 // collector's target (runtime/debug.SetGCPercent) so that the next one
-// starts when the heap has grown by about Headroom bytes beyond what the
+// starts when the heap has grown by about the headroom beyond what the
 // last one found live, but never sooner than the runtime's default
 // (GOGC=100, the heap doubling).
 //
-// Why: a frontdeskd node under load keeps a modest live heap (about
-// 100–150 MB under W1 at 256–512 clients) and allocates 70+ MB a second, so
-// at GOGC=100 it collects about once a second. Each collection's concurrent
-// mark takes tens of milliseconds of CPU, on a machine whose cores the
-// node's Raft pipeline shares, and every Raft entry in flight on that node
-// waits for it: measured, those collections are the bursts of slow calls
-// that made W1's p99 2.5–4× its median (BENCHMARKS.md, "The collector's
-// bursts"). With a headroom of 512 MiB the same node collects every few
-// seconds. Once the live heap is large (a node holding a million
-// sessions) the ratio wins again and nothing changes: 100% of a large heap
-// is more than the headroom.
+// Why: a frontdeskd node under load keeps a modest live heap (90–190 MB
+// under W1 at 256–512 clients) and allocates 70+ MB a second, so at
+// GOGC=100 it collects about once a second. Each collection's concurrent
+// mark takes tens of milliseconds of CPU, on cores the node's Raft
+// pipeline needs, and slows every Raft entry in flight on that node.
+// Measured under W1: most bursts of slow calls overlapped a collection on
+// some node, and with the nodes' collector off they were gone; W1's p99
+// was 2.5–3× its median (BENCHMARKS.md, "The collector's bursts"). With a
+// headroom of 512 MiB the same node collects every few seconds. Once the
+// live heap is large (a node holding a million sessions) the ratio wins
+// again and nothing changes: 100% of a large heap is more than the
+// headroom.
 //
 // It adds nothing to an idle process: it runs only when a collection has
 // run (a finalizer on a sentinel object, armed again after each), and
