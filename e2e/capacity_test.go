@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -254,15 +252,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 // saveProfile writes the CPU profile of the node at addr over window to
 // path, for pprof.
 func saveProfile(b *testing.B, addr string, window time.Duration, path string) {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(window.Seconds())))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.Fatal(err)
-	}
+	body := httpBody(b, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(window.Seconds())))
 	if err := os.WriteFile(path, body, 0o644); err != nil {
 		b.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -281,15 +279,7 @@ func checkGCTuned(t *testing.T, apiAddr string) {
 		t.Logf("GOGC=%s is set for the nodes: --gc-headroom is not applied, not checked", v)
 		return
 	}
-	resp, err := http.Get("http://" + apiAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := httpBody(t, "http://"+apiAddr+"/metrics")
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, "go_gc_gogc_percent "); ok {
 			if p, err := strconv.ParseFloat(v, 64); err != nil || p <= 100 {
