@@ -199,7 +199,11 @@ func (b *batcher) send(batch []*proposal, n int) {
 			fail(g.writeErr(err))
 			return
 		}
-		results, ok := fut.Response().([]*pb.Result)
+		var results []*pb.Result
+		box, ok := fut.Response().(*entryResults)
+		if ok {
+			results = box.take()
+		}
 		if !ok || len(results) != n {
 			fail(fmt.Errorf("shard %d: state machine answered %T for %d commands", g.shard, fut.Response(), n))
 			return

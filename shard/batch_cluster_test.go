@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,6 +79,40 @@ func TestConcurrentProposalsShareEntries(t *testing.T) {
 		t.Fatalf("batcher counted %d commands, want %d", st.Commands-stats0.Commands, n)
 	}
 	c.WaitConverged(t, 0)
+}
+
+// TestLeaderLetsGoOfResults: once its callers have them, an entry's
+// results are not kept alive by the leader. raft's log cache holds a
+// pointer into the future of each recent entry, and the future holds the
+// state machine's answer (shard/applier.go, entryResults); the results of
+// every command of the last 512 entries stayed reachable.
+func TestLeaderLetsGoOfResults(t *testing.T) {
+	t.Parallel()
+	c := shardtest.NewCluster(t, 3, 1, shardtest.WithTickInterval(-1), shardtest.WithTiming(shard.LANTiming()))
+	setupMerchant(t, c, 0, "m", 0, 50, 5)
+	g := c.WaitForLeader(t, 0).Group(0)
+	const n = 20
+	var freed atomic.Int32
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := g.Propose(ctx, consult("m", fmt.Sprintf("b%03d", i)))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fsm.ResultError(res[0]); err != nil {
+			t.Fatal(err)
+		}
+		runtime.AddCleanup(res[0], func(struct{}) { freed.Add(1) }, struct{}{})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for freed.Load() < n && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := freed.Load(); got < n {
+		t.Fatalf("%d of the %d results dropped by their callers were collected in 10 s of collections: the rest are still reachable", got, n)
+	}
 }
 
 // TestCloseAfterConcurrentProposalsLeavesNoGoroutines: a cluster whose

@@ -64,7 +64,7 @@ func (f *fakeRaft) submit(data []byte, timeout time.Duration) raft.ApplyFuture {
 		for j, c := range e.Commands {
 			res[j] = &pb.Result{SessionId: c.RequestId}
 		}
-		fut.resp = res
+		fut.resp = &entryResults{results: res}
 	}
 	go func() {
 		if wait != nil {
