@@ -110,9 +110,9 @@ func newDedupGen() dedupGen { return dedupGen{index: make(map[uint64]int32)} }
 // entries) were 5% of the nodes' CPU (BENCHMARKS.md, fourteenth session).
 type dedupFilter []uint64
 
-// maxFilterWords caps a filter at 512 KiB: it is allocated whole with its
-// generation, and a MaxDedup of millions would otherwise cost that many
-// bytes per shard up front. Past ~500,000 entries a generation's filter
+// maxFilterWords caps a filter at 512 KiB: it is allocated whole with a
+// generation's first entry, and a MaxDedup of millions would otherwise cost
+// that many bytes per busy shard at once. Past ~500,000 entries a generation's filter
 // answers "maybe" more often, never wrongly.
 const maxFilterWords = 1 << 16
 

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"google.golang.org/protobuf/proto"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"golang.org/x/net/http2"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/frontdeskhq/frontdesk/gen/frontdesk/v1"
 	"github.com/frontdeskhq/frontdesk/gen/frontdesk/v1/frontdeskv1connect"

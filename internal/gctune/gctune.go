@@ -141,7 +141,7 @@ func (t *Tuner) adjust() {
 	p := PercentFor(t.samples[0].Value.Uint64(), t.headroom)
 	// Leave a target within 5% alone: each set is cheap, but not free, and
 	// the live heap moves a little with every cycle.
-	if diff := p - t.percent; diff != 0 && (diff*20 > t.percent || -diff*20 > t.percent) {
+	if diff := p - t.percent; max(diff, -diff)*20 > t.percent {
 		debug.SetGCPercent(p)
 		t.percent = p
 		t.sets.Add(1)
@@ -160,8 +160,8 @@ func PercentFor(live, headroom uint64) int {
 }
 
 // ParseSize reads a byte count: a whole number with an optional unit B,
-// KiB, MiB, GiB or TiB (also KB, MB, GB, TB, read as the binary units),
-// case-insensitive, as "1GiB" or "512MiB". "0" is 0.
+// KiB, MiB, GiB or TiB (also K, KB, M, MB, G, GB, T, TB, read as the binary
+// units), case-insensitive, as "1GiB" or "512MiB". "0" is 0.
 func ParseSize(s string) (uint64, error) {
 	str := strings.TrimSpace(s)
 	i := 0

@@ -115,7 +115,6 @@ func TestTunerFollowsTheLiveHeap(t *testing.T) {
 	}
 	waitForTarget(t, tu, func(p int) bool { return p == MinPercent })
 	runtime.KeepAlive(keep)
-	keep = nil
 
 	sets := tu.Adjustments()
 	tu.Stop()
