@@ -258,73 +258,107 @@ func BenchmarkSnapshotPause(b *testing.B) {
 	b.ReportMetric(float64(h.f.ended.len()), "ended")
 }
 
-// BenchmarkApplyW1: one shard's share of workload W1 (BENCHMARKS.md) as
-// the shard applies it — 63 merchants (1,000 / 16) of 20 online agents
-// with limit 5, queue on (max 1,000), picked by Zipf (s=1.1, v=1); every
-// entry carries 27 commands (what W1 at 1,024 clients packs per Raft
-// entry): the ends of the previous entry's assigned sessions, then new
-// consults. A warm-up of 200,000 commands first fills what minutes of W1
-// leave behind (queues, the de-dup table, the event log, ended sessions).
-// Reports ns per command. Commands are encoded with the timer stopped.
+// BenchmarkApplyW1: workload W1 (BENCHMARKS.md) as a shard applies it —
+// 63 merchants (1,000 / 16) of 20 online agents with limit 5, queue on
+// (max 1,000), picked by Zipf (s=1.1, v=1); every entry carries 27 commands
+// (what W1 at 1,024 clients packs per Raft entry): the ends of the previous
+// entry's assigned sessions, then new consults. A warm-up of 200,000
+// commands per shard first fills what minutes of W1 leave behind (queues,
+// the de-dup table, the event log, ended sessions). shards=1 is one
+// shard's state machine alone; shards=16 is what a node of the default
+// cluster applies: sixteen of them, one entry each in turn, so that each
+// entry finds its state machine's memory as cold as in a node (every node
+// holds a replica of every shard). Reports ns per command. Commands are
+// encoded with the timer stopped.
 func BenchmarkApplyW1(b *testing.B) {
-	const merchants, agents, perEntry, warm = 63, 20, 27, 200_000
-	h := newHarness(b)
+	for _, n := range []int{1, 16} {
+		b.Run("shards="+strconv.Itoa(n), func(b *testing.B) {
+			shards := make([]*w1Shard, n)
+			for i := range shards {
+				shards[i] = newW1Shard(b, int64(i+1))
+			}
+			runtime.GC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				s := shards[i%n]
+				b.StopTimer()
+				s.h.now++
+				data := s.next()
+				b.StartTimer()
+				s.apply(data)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*w1PerEntry), "ns/cmd")
+		})
+	}
+}
+
+const w1PerEntry = 27
+
+// w1Shard is one shard's state machine under W1 for BenchmarkApplyW1: its
+// merchants, the sessions its last entry assigned (ended by the next) and
+// its Zipf source.
+type w1Shard struct {
+	b      *testing.B
+	h      *harness
+	zipf   *rand.Zipf
+	ends   []w1Open
+	owner  []string // the merchant of each command of the entry
+	buyers int
+}
+
+type w1Open struct{ merchant, session string }
+
+// newW1Shard sets up a shard's 63 merchants and warms it up.
+func newW1Shard(b *testing.B, seed int64) *w1Shard {
+	const merchants, agents, warm = 63, 20, 200_000
+	s := &w1Shard{b: b, h: newHarness(b), owner: make([]string, w1PerEntry)}
 	for m := range merchants {
 		mid := "m" + strconv.Itoa(m)
-		h.merchant(mid, nil)
-		h.group(mid, "g1", pb.GroupMode_GROUP_MODE_PUSH)
-		h.merchant(mid, &pb.MerchantSettings{QueueEnabled: true, MaxQueueLength: 1000, DefaultGroupId: "g1"})
+		s.h.merchant(mid, nil)
+		s.h.group(mid, "g1", pb.GroupMode_GROUP_MODE_PUSH)
+		s.h.merchant(mid, &pb.MerchantSettings{QueueEnabled: true, MaxQueueLength: 1000, DefaultGroupId: "g1"})
 		for a := range agents {
-			h.agent(mid, "a"+strconv.Itoa(a), 5, "g1")
+			s.h.agent(mid, "a"+strconv.Itoa(a), 5, "g1")
 		}
 	}
-	zipf := rand.NewZipf(rand.New(rand.NewSource(1)), 1.1, 1, merchants-1)
-	type open struct{ merchant, session string }
-	var ends []open
-	owner := make([]string, perEntry) // the merchant of each command of the entry
-	buyers := 0
-	next := func() []byte {
-		cmds := make([]*pb.Command, 0, perEntry)
-		for _, e := range ends {
-			owner[len(cmds)] = e.merchant
-			cmds = append(cmds, h.cmd(&pb.End{MerchantId: e.merchant, SessionId: e.session, Reason: pb.EndReason_END_REASON_AGENT_ENDED}))
+	s.zipf = rand.NewZipf(rand.New(rand.NewSource(seed)), 1.1, 1, merchants-1)
+	for range warm / w1PerEntry {
+		s.h.now++
+		s.apply(s.next())
+	}
+	return s
+}
+
+// next encodes the shard's next entry.
+func (s *w1Shard) next() []byte {
+	cmds := make([]*pb.Command, 0, w1PerEntry)
+	for _, e := range s.ends {
+		s.owner[len(cmds)] = e.merchant
+		cmds = append(cmds, s.h.cmd(&pb.End{MerchantId: e.merchant, SessionId: e.session, Reason: pb.EndReason_END_REASON_AGENT_ENDED}))
+	}
+	for len(cmds) < w1PerEntry {
+		s.buyers++
+		mid := "m" + strconv.FormatUint(s.zipf.Uint64(), 10)
+		s.owner[len(cmds)] = mid
+		cmds = append(cmds, s.h.cmd(&pb.Consult{MerchantId: mid, BuyerId: "b" + strconv.Itoa(s.buyers)}))
+	}
+	return encodeEntry(s.b, cmds...)
+}
+
+// apply applies one entry and notes the sessions it assigned.
+func (s *w1Shard) apply(data []byte) {
+	s.h.index++
+	l := raft.Log{Index: s.h.index, Type: raft.LogCommand, Data: data}
+	res := s.h.f.Apply(&l).([]*pb.Result)
+	s.ends = s.ends[:0]
+	for i, r := range res {
+		if r.Error != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
+			s.b.Fatalf("entry %d, command %d: %v", l.Index, i, ResultError(r))
 		}
-		for len(cmds) < perEntry {
-			buyers++
-			mid := "m" + strconv.FormatUint(zipf.Uint64(), 10)
-			owner[len(cmds)] = mid
-			cmds = append(cmds, h.cmd(&pb.Consult{MerchantId: mid, BuyerId: "b" + strconv.Itoa(buyers)}))
-		}
-		return encodeEntry(b, cmds...)
-	}
-	apply := func(data []byte) {
-		h.index++
-		l := raft.Log{Index: h.index, Type: raft.LogCommand, Data: data}
-		res := h.f.Apply(&l).([]*pb.Result)
-		ends = ends[:0]
-		for i, r := range res {
-			if r.Error != pb.ErrorCode_ERROR_CODE_UNSPECIFIED {
-				b.Fatalf("entry %d, command %d: %v", l.Index, i, ResultError(r))
-			}
-			if r.GetOutcome() == pb.Outcome_OUTCOME_ASSIGNED && r.SessionId != "" {
-				ends = append(ends, open{owner[i], r.SessionId})
-			}
+		if r.GetOutcome() == pb.Outcome_OUTCOME_ASSIGNED && r.SessionId != "" {
+			s.ends = append(s.ends, w1Open{s.owner[i], r.SessionId})
 		}
 	}
-	for range warm / perEntry {
-		h.now++
-		apply(next())
-	}
-	runtime.GC()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		h.now++
-		data := next()
-		b.StartTimer()
-		apply(data)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perEntry), "ns/cmd")
 }
