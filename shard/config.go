@@ -198,6 +198,16 @@ const DefaultMaxAppendEntries = 512
 // the most raft's ValidateConfig accepts.
 const MaxAppendEntriesLimit = 1024
 
+// DefaultRaftConfig is the raft configuration a Host with default settings
+// gives each of node nodeID's replicas: LANTiming, DefaultMaxAppendEntries,
+// raft's snapshot thresholds, no shutdown on removal; the caller sets
+// Logger. It is for references that run plain hashicorp/raft beside the
+// shard layer and must configure it alike (fdbench's ceiling).
+func DefaultRaftConfig(nodeID string) *raft.Config {
+	c := HostConfig{NodeID: nodeID, Raft: RaftTiming{}.withDefaults(), MaxAppendEntries: DefaultMaxAppendEntries}
+	return c.raftConfig()
+}
+
 // raftConfig is raft's configuration for one replica.
 func (c *HostConfig) raftConfig() *raft.Config {
 	rc := raft.DefaultConfig()

@@ -90,3 +90,13 @@ func (g *Group) LastLog() (uint64, uint64) {
 
 // TakeSnapshot makes raft snapshot the replica now.
 func (g *Group) TakeSnapshot() error { return g.raft.Snapshot().Error() }
+
+// RaftConfigOf is the raft configuration a Host built from c gives its
+// replicas.
+func RaftConfigOf(c HostConfig) (*raft.Config, error) {
+	c, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return c.raftConfig(), nil
+}
