@@ -1,29 +1,18 @@
 package shard_test
 
 import (
-	"net"
 	"reflect"
 	"testing"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/frontdeskhq/frontdesk/shard"
-	"github.com/frontdeskhq/frontdesk/shard/transport"
 )
 
 // DefaultRaftConfig is what a Host with default settings gives raft, so
 // that plain-raft references (fdbench's ceiling) are configured alike.
 func TestDefaultRaftConfigIsAHostsDefault(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	mux, err := transport.NewMux(ln, nil)
-	if err != nil {
-		t.Fatalf("NewMux: %v", err)
-	}
-	t.Cleanup(func() { mux.Close() })
-	host, err := shard.RaftConfigOf(shard.HostConfig{NodeID: "n1", DataDir: t.TempDir(), Mux: mux})
+	host, err := shard.RaftConfigOf(shard.HostConfig{NodeID: "n1", DataDir: t.TempDir(), Mux: newMux(t)})
 	if err != nil {
 		t.Fatalf("RaftConfigOf: %v", err)
 	}

@@ -126,36 +126,34 @@ func TestHostBootstrapAndHasState(t *testing.T) {
 // newHost starts a Host on a fresh loopback Mux, closed at cleanup.
 func newHost(t testing.TB, id, dir string) *shard.Host {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	mux, err := transport.NewMux(ln, nil)
-	if err != nil {
-		t.Fatalf("NewMux: %v", err)
-	}
+	mux := newMux(t)
 	h, err := shard.NewHost(shard.HostConfig{NodeID: id, DataDir: dir, Mux: mux, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("NewHost: %v", err)
 	}
-	t.Cleanup(func() {
-		h.Close()
-		mux.Close()
-	})
+	t.Cleanup(func() { h.Close() })
 	return h
 }
 
-func TestNewHostValidates(t *testing.T) {
-	t.Parallel()
+// newMux opens a Mux on a fresh loopback port, closed at cleanup (after
+// whatever the test registers later, such as a Host's close).
+func newMux(t testing.TB) *transport.Mux {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	mux, err := transport.NewMux(ln, nil)
+	mux, err := transport.NewMux(ln, nil, transport.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatalf("NewMux: %v", err)
 	}
 	t.Cleanup(func() { mux.Close() })
+	return mux
+}
+
+func TestNewHostValidates(t *testing.T) {
+	t.Parallel()
+	mux := newMux(t)
 	dir := t.TempDir()
 	quiet := slog.New(slog.DiscardHandler)
 	for name, cfg := range map[string]shard.HostConfig{

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"github.com/frontdeskhq/frontdesk/shard"
 	"github.com/frontdeskhq/frontdesk/shard/shardtest"
 	"github.com/frontdeskhq/frontdesk/shard/sharedlog"
-	"github.com/frontdeskhq/frontdesk/shard/transport"
 )
 
 func withSharedLog(cfg *shard.HostConfig) { cfg.SharedLog = true }
@@ -128,15 +126,7 @@ func newSharedHost(t *testing.T, dir string, shared bool) (*shard.Host, error) {
 
 func newSharedHostAddr(t *testing.T, dir string, shared bool) (*shard.Host, string, error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux, err := transport.NewMux(ln, nil, transport.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mux.Close() })
+	mux := newMux(t)
 	h, err := shard.NewHost(shard.HostConfig{NodeID: "n", DataDir: dir, Mux: mux, Raft: shard.FastTiming(),
 		TickInterval: -1, SharedLog: shared, Logger: slog.New(slog.DiscardHandler)})
 	return h, mux.Addr().String(), err
