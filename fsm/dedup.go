@@ -20,7 +20,7 @@ import (
 // A generation holds no pointers the garbage collector has to follow per
 // entry: keys and encoded results are bytes in one arena, entries are
 // values in one slice, and the index maps a hash of the key to an entry
-// (a map of integers, which the collector does not scan). A shard's table
+// (a hashIndex of integers, which the collector does not scan). A shard's table
 // holds up to 100,000 entries and a node holds a table per shard, so with
 // strings and byte slices per entry (as before) the collector followed
 // millions of pointers per cycle (BENCHMARKS.md, "The de-dup table without
@@ -39,11 +39,11 @@ type dedupKey struct{ merchant, request string }
 // them (dedupGen.view) stays valid while later commands are applied.
 // index is not part of a view.
 type dedupGen struct {
-	// index maps a key's hash to the newest slot with that hash; slots
-	// with the same hash are chained through dedupSlot.next. Lookups
-	// compare the whole key, so a collision costs a comparison, never a
-	// wrong answer.
-	index map[uint64]int32
+	// index maps a key's hash to 1 + the newest slot with that hash;
+	// slots with the same hash are chained through dedupSlot.next.
+	// Lookups compare the whole key, so a collision costs a comparison,
+	// never a wrong answer.
+	index hashIndex
 	// filter holds every hash in index, so that a lookup of a key not in
 	// the generation — nearly every command's, and every generation is
 	// looked in — is mostly answered without probing index (nil: no
@@ -95,12 +95,8 @@ func (g *dedupGen) decode(s *dedupSlot) *pb.Result {
 // never what a lookup answers (keys are compared whole), so replicas still
 // agree.
 func newDedupTable(max int) dedupTable {
-	return dedupTable{seed: maphash.MakeSeed(), max: max, cur: newDedupGen(), old: newDedupGen()}
+	return dedupTable{seed: maphash.MakeSeed(), max: max}
 }
-
-// newDedupGen returns an empty generation, without a filter until
-// dedupTable.putIn gives it one.
-func newDedupGen() dedupGen { return dedupGen{index: make(map[uint64]int32)} }
 
 // dedupFilter is a blocked Bloom filter of 64-bit hashes: three bits in one
 // word per hash, 8–16 bits per entry (10.5 for the default 50,000 per
@@ -153,8 +149,13 @@ func (g *dedupGen) find(h uint64, key dedupKey) *dedupSlot {
 	if !g.filter.mayHave(h) {
 		return nil
 	}
-	i, ok := g.index[h]
-	for ok && i >= 0 {
+	return g.chain(g.index.get(h), key)
+}
+
+// chain returns the slot of key among the slots chained from newest (an
+// index value: 1 + a slot; 0: none), or nil.
+func (g *dedupGen) chain(newest uint64, key dedupKey) *dedupSlot {
+	for i := int32(newest) - 1; i >= 0; {
 		s := g.slots.at(int(i))
 		if string(g.merchant(s)) == key.merchant && string(g.request(s)) == key.request {
 			return s
@@ -165,9 +166,19 @@ func (g *dedupGen) find(h uint64, key dedupKey) *dedupSlot {
 }
 
 // get returns the result remembered for key, whose hash is h (d.hash).
+//
+// It reads the current generation's index where h belongs before asking
+// that generation's filter, though the filter nearly always answers "no":
+// a new key is put there next (dedupTable.put, after the command is
+// applied), so the read brings in the line the insert will write, and the
+// two reads' cache misses overlap instead of the insert taking its own
+// later.
 func (d *dedupTable) get(h uint64, key dedupKey) (*pb.Result, bool) {
-	if s := d.cur.find(h, key); s != nil {
-		return d.cur.decode(s), true
+	newest := d.cur.index.get(h)
+	if d.cur.filter.mayHave(h) {
+		if s := d.cur.chain(newest, key); s != nil {
+			return d.cur.decode(s), true
+		}
 	}
 	if s := d.old.find(h, key); s != nil {
 		return d.old.decode(s), true
@@ -184,22 +195,19 @@ func (g *dedupGen) put(h uint64, key dedupKey, now int64, r *pb.Result) {
 	if _, err := r.MarshalToSizedBufferVT(dst[n:]); err != nil {
 		panic("fsm: encoding a result: " + err.Error()) // a bug: every Result encodes
 	}
-	next := int32(-1)
-	if g.filter.mayHave(h) {
-		if i, ok := g.index[h]; ok {
-			next = i
-		}
-	}
+	// The slot goes at the end; the index answers the slot it replaces
+	// as the newest with hash h (0: none) with the same probe.
+	next := int32(g.index.put(h, uint64(g.slots.len())+1)) - 1
 	g.filter.add(h)
-	g.index[h] = int32(g.slots.push(dedupSlot{timeMs: now, block: uint32(block), off: off,
-		mlen: uint32(len(key.merchant)), rlen: uint32(len(key.request)), reslen: uint32(size), next: next}))
+	g.slots.push(dedupSlot{timeMs: now, block: uint32(block), off: off,
+		mlen: uint32(len(key.merchant)), rlen: uint32(len(key.request)), reslen: uint32(size), next: next})
 	g.newest = max(g.newest, now)
 }
 
 // drop empties g. Its slots and arena are let go rather than reused, so
 // that a snapshot's view of them stays valid.
 func (g *dedupGen) drop() {
-	clear(g.index)
+	g.index.reset()
 	clear(g.filter)
 	g.slots = chunkList[dedupSlot]{}
 	g.arena = byteArena{}
@@ -231,6 +239,8 @@ func (d *dedupTable) restore(key dedupKey, now int64, r *pb.Result, older bool) 
 
 // putIn puts into g, first giving it its filter if it has none: a shard
 // that never sees a command allocates none (a node opens up to 64 shards).
+// g's index grows with its entries, so a restored snapshot written with a
+// larger MaxDedup fits whole (and the next put starts a new generation).
 func (d *dedupTable) putIn(g *dedupGen, h uint64, key dedupKey, now int64, r *pb.Result) {
 	if g.filter == nil {
 		g.filter = newDedupFilter(d.max / 2)

@@ -25,10 +25,10 @@ import (
 // link to a seq below the oldest kept one ends the chain.
 type endedStore struct {
 	seed  maphash.Seed
-	index map[uint64]uint64 // key hash → seq of the newest entry with it
-	slots fifo[endedSlot]   // kept entries, oldest first
-	first uint64            // seq of slots.at(0); next seq is first+len
-	arena byteArena         // merchant id, session id, encoded session per entry
+	index hashIndex       // key hash → seq of the newest entry with it
+	slots fifo[endedSlot] // kept entries, oldest first
+	first uint64          // seq of slots.at(0); next seq is first+len
+	arena byteArena       // merchant id, session id, encoded session per entry
 }
 
 // endedSlot is one ended session: merchant id, session id and encoded
@@ -43,7 +43,7 @@ type endedSlot struct {
 }
 
 func newEndedStore() endedStore {
-	return endedStore{seed: maphash.MakeSeed(), index: make(map[uint64]uint64), first: 1}
+	return endedStore{seed: maphash.MakeSeed(), first: 1}
 }
 
 func (e *endedStore) len() int { return e.slots.len() }
@@ -64,8 +64,7 @@ func (e *endedStore) find(merchant, session string) *endedSlot {
 
 // findHashed is find for a key whose hash is h.
 func (e *endedStore) findHashed(h uint64, merchant, session string) *endedSlot {
-	seq, ok := e.index[h]
-	for ok && seq >= e.first {
+	for seq := e.index.get(h); seq >= e.first; {
 		s := e.slots.ptr(int(seq - e.first))
 		m, id, _ := e.bytes(s)
 		if string(m) == merchant && string(id) == session {
@@ -123,18 +122,15 @@ func (e *endedStore) reserve(h uint64, merchant, session string, n, limit int) [
 	k := copy(dst, merchant)
 	k += copy(dst[k:], session)
 	seq := e.first + uint64(e.slots.len())
-	e.slots.push(endedSlot{hash: h, prev: e.index[h], block: block, off: off,
+	e.slots.push(endedSlot{hash: h, prev: e.index.put(h, seq), block: block, off: off,
 		mlen: uint32(len(merchant)), slen: uint32(len(session)), blen: uint32(n)})
-	e.index[h] = seq
 	return dst[k:]
 }
 
 // pop drops the oldest entry, and the arena blocks no kept entry uses.
 func (e *endedStore) pop() {
 	s := e.slots.pop()
-	if e.index[s.hash] == e.first { // the newest with its hash: the only one
-		delete(e.index, s.hash)
-	}
+	e.index.deleteIf(s.hash, e.first) // if the newest with its hash: the only one
 	e.first++
 	oldest := e.arena.end() // with no entry left, keep the current block
 	if e.slots.len() > 0 {

@@ -56,8 +56,8 @@ func TestEndedCollisionsCompareWholeKeys(t *testing.T) {
 	for range 3 {
 		e.pop()
 	}
-	if len(e.index) != 0 {
-		t.Errorf("index after dropping every entry: %v", e.index)
+	if e.index.len() != 0 {
+		t.Errorf("index after dropping every entry: %d pairs", e.index.len())
 	}
 }
 

@@ -507,8 +507,8 @@ func checkShard(f *FSM) error {
 			newest = max(newest, s.timeMs)
 		}
 		chained := 0
-		for _, i := range gen.index {
-			for ; i >= 0; i = gen.slots.at(int(i)).next {
+		for _, v := range gen.index.all() {
+			for i := int32(v) - 1; i >= 0; i = gen.slots.at(int(i)).next {
 				chained++
 			}
 		}
@@ -630,7 +630,7 @@ func checkEndedStore(f *FSM) error {
 	if err != nil {
 		return err
 	}
-	for h, seq := range e.index {
+	for h, seq := range e.index.all() {
 		switch {
 		case !hashes[h]:
 			return fmt.Errorf("the ended index holds hash %x of no kept session", h)
