@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,10 +210,13 @@ func TestCapacity(t *testing.T) {
 //
 //	go test -run '^$' -bench IdleCPU -benchtime 1x ./e2e/
 //
-// FRONTDESK_IDLE_TICK sets --tick; FRONTDESK_IDLE_PROFILE=<file> saves
-// node1's CPU profile over the (last) window.
+// FRONTDESK_IDLE_TICK sets --tick; FRONTDESK_IDLE_ARGS adds frontdeskd
+// flags (space-separated, e.g. "--raft-heartbeat-timeout 500ms", to compare
+// settings); FRONTDESK_IDLE_PROFILE=<file> saves node1's CPU profile over
+// the (last) window.
 func BenchmarkIdleCPU(b *testing.B) {
-	c := cluster.StartLocal(b, 3, cluster.Options{Shards: 64, Tick: idleTick()})
+	args := strings.Fields(os.Getenv("FRONTDESK_IDLE_ARGS"))
+	c := cluster.StartLocal(b, 3, cluster.Options{Shards: 64, Tick: idleTick(), Args: args})
 	c.WaitReady(3 * time.Minute)
 	time.Sleep(15 * time.Second) // elections and placement settle
 	const window = 30 * time.Second
