@@ -142,7 +142,7 @@ func ParseFlags(name string, args []string, getenv func(string) string) (*Config
 		}
 		return nil
 	})
-	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "a follower that hears nothing from its leader for between this and twice this starts an election; leaders heartbeat every tenth of it (0: 500ms). A leader whose process dies is replaced at once regardless (shard/DESIGN.md)")
+	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "a follower that hears nothing from its leader for between this and twice this starts an election; leaders heartbeat every tenth of it (0: 1s). A leader whose process dies is replaced at once regardless (shard/DESIGN.md)")
 	fs.DurationVar(&c.RaftCommitTimeout, "raft-commit-timeout", 0, "how often an idle leader sends each follower an append anyway, which finds a follower whose log fell behind (0: 500ms; shorter costs idle CPU: 50ms doubles an idle node's; idle followers learn the commit index from the next heartbeat either way)")
 	fs.Func("raft-quiet", "leaders answer their heartbeats to a node whose replicas promised to follow them themselves, and one beat per node pair every fifth of the heartbeat timeout carries what the heartbeats would (shard/transport/quiet.go); false sends every heartbeat (default true)", func(v string) error {
 		on, err := strconv.ParseBool(v)

@@ -75,7 +75,7 @@ func TestParseFlags(t *testing.T) {
 		{"negative max append entries", []string{"--id", "a", "--data-dir", "/d", "--raft-max-append-entries", "-1"}, nil, "--raft-max-append-entries"},
 		{"tiny heartbeat", []string{"--id", "a", "--data-dir", "/d", "--raft-heartbeat-timeout", "1ms"}, nil, "--raft-heartbeat-timeout"},
 		{"negative commit timeout", []string{"--id", "a", "--data-dir", "/d", "--raft-commit-timeout", "-1s"}, nil, "--raft-commit-timeout"},
-		{"coalesce window too long", []string{"--id", "a", "--data-dir", "/d", "--raft-coalesce-window", "200ms"}, nil, "--raft-coalesce-window"},
+		{"coalesce window too long", []string{"--id", "a", "--data-dir", "/d", "--raft-coalesce-window", "250ms"}, nil, "--raft-coalesce-window"},
 		{"coalesce window too long for the heartbeat", []string{"--id", "a", "--data-dir", "/d", "--raft-heartbeat-timeout", "200ms", "--raft-coalesce-window", "50ms"}, nil, "--raft-coalesce-window"},
 		{"bad gc headroom", []string{"--id", "a", "--data-dir", "/d", "--gc-headroom", "1.5GiB"}, nil, "gc-headroom"},
 		{"bad gc headroom in env", []string{"--id", "a", "--data-dir", "/d"}, map[string]string{"FRONTDESK_GC_HEADROOM": "lots"}, "FRONTDESK_GC_HEADROOM"},

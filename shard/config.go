@@ -96,14 +96,17 @@ type RaftTiming struct {
 
 // LANTiming is the default: a leader whose process dies is replaced at once
 // (fastelect.go); a silent failure (paused, partitioned, powered off) is
-// detected in 0.5–1 s and an election on a LAN takes a few milliseconds
+// detected in 1–2 s and an election on a LAN takes a few milliseconds
 // more, while a loaded 2-core machine (GC pauses, fsyncs) rarely misses a
-// heartbeat for long enough to cause a spurious election (shard/DESIGN.md).
+// heartbeat for long enough to cause a spurious election. Raft heartbeats
+// every tenth of the heartbeat timeout, and those wake-ups are most of an
+// idle node's CPU: 1 s rather than 500 ms took idle 64-shard nodes from
+// 5–6.5% of a core to 3.5–4% (shard/DESIGN.md, "Raft timings").
 func LANTiming() RaftTiming {
 	return RaftTiming{
-		HeartbeatTimeout:   500 * time.Millisecond,
-		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 400 * time.Millisecond,
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    time.Second,
+		LeaderLeaseTimeout: 800 * time.Millisecond,
 		CommitTimeout:      500 * time.Millisecond,
 	}
 }

@@ -12,7 +12,7 @@ import (
 // Fast elections after a leader's process dies.
 //
 // A follower of hashicorp/raft starts an election only after a heartbeat
-// timeout without contact (0.5–1 s with LANTiming), because silence is all
+// timeout without contact (1–2 s with LANTiming), because silence is all
 // it can see. But a process that dies on a live host — killed, crashed,
 // OOM-killed, its container killed — has its sockets closed by the kernel
 // at once, and the node's transport.Mux, which watches every peer of every
@@ -56,7 +56,7 @@ func (g *Group) fastElectStagger() time.Duration { return g.cfg.Raft.HeartbeatTi
 // NetworkTransport.CloseStreams), where those to the dead process would
 // stay: raft takes a pooled connection without checking it, so once that
 // node is back the first RPC to it would fail — a vote request among
-// them, costing an election round (0.5–1 s). It also ends the connections
+// them, costing an election round (1–2 s). It also ends the connections
 // peers opened to this replica; they redial.
 func (g *Group) peerGone(addr raft.ServerAddress) {
 	f := g.raft.GetConfiguration()

@@ -18,8 +18,8 @@ import (
 //
 // hashicorp/raft keeps every shard's followers alive on its own: a leader
 // heartbeats each follower every tenth of the heartbeat timeout (50–100 ms
-// with the default 500 ms). With 64 shards on three nodes that is some 900
-// tiny RPCs a second sent and as many received per node, each its own
+// with 500 ms, the default until 2026-12-08). With 64 shards on three nodes
+// that was some 900 tiny RPCs a second sent and as many received per node, each its own
 // write, read and wake-up on both ends — most of an idle cluster's CPU
 // (BENCHMARKS.md, "Idle").
 //

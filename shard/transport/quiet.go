@@ -287,7 +287,7 @@ func (t *Transport) quietHeartbeat(target raft.ServerAddress, req *raft.AppendEn
 // timer of their own; held this way they come back together at the tick,
 // and wait their next interval from there: half the wake-ups, which are
 // most of an idle node's CPU. The hold lengthens the gap between two
-// heartbeats to at most an interval plus a quiet interval (200 ms at the
+// heartbeats to at most an interval plus a quiet interval (400 ms at the
 // defaults), within raft's lease (four fifths of the heartbeat timeout).
 func (t *Transport) pace() {
 	if t.hurry.Load() > 0 {

@@ -15,7 +15,7 @@ import (
 // Watching peers.
 //
 // A follower learns that its leader is gone only when no heartbeat has come
-// for a heartbeat timeout or more (0.5–1 s by default): it cannot tell a
+// for a heartbeat timeout or more (1–2 s by default): it cannot tell a
 // dead leader from a slow one. When the leader's process dies but its host
 // does not — a crash, an OOM kill, SIGKILL, a container killed — the kernel
 // closes the process's sockets at once, and that is news the follower can
