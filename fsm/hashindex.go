@@ -34,8 +34,6 @@ type hashIndexSlot struct{ h, v uint64 }
 // for shards that see few commands.
 const minHashIndexSlots = 16
 
-func (x *hashIndex) len() int { return x.n }
-
 // home is the first slot h is looked for in; len(x.slots) > 0.
 func (x *hashIndex) home(h uint64) int { return int(h & uint64(len(x.slots)-1)) }
 

@@ -6,6 +6,9 @@ import (
 	"testing"
 )
 
+// len is how many pairs x holds.
+func (x *hashIndex) len() int { return x.n }
+
 // all yields every (hash, value) pair of x, in table order: for checks
 // that look at the whole index (the invariants).
 func (x *hashIndex) all() iter.Seq2[uint64, uint64] {
